@@ -1,0 +1,78 @@
+package authz
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// metadata is the authorization server metadata of RFC 8414 §2, which OpenID
+// Connect Discovery 1.0 §3 extends. Fields are omitted when empty: a document
+// lists only endpoints and capabilities that exist.
+type metadata struct {
+	Issuer                            string   `json:"issuer"`
+	AuthorizationEndpoint             string   `json:"authorization_endpoint,omitempty"`
+	TokenEndpoint                     string   `json:"token_endpoint,omitempty"`
+	JWKSURI                           string   `json:"jwks_uri"`
+	RegistrationEndpoint              string   `json:"registration_endpoint,omitempty"`
+	ScopesSupported                   []string `json:"scopes_supported,omitempty"`
+	ResponseTypesSupported            []string `json:"response_types_supported"`
+	ResponseModesSupported            []string `json:"response_modes_supported,omitempty"`
+	GrantTypesSupported               []string `json:"grant_types_supported,omitempty"`
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
+	RevocationEndpoint                string   `json:"revocation_endpoint,omitempty"`
+	IntrospectionEndpoint             string   `json:"introspection_endpoint,omitempty"`
+	// RFC 7636 §6.2; MCP clients refuse to proceed without it, and only
+	// S256 is offered (OAuth 2.1 §7.5.2).
+	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
+	// RFC 9207 §3: every authorization response carries iss.
+	AuthorizationResponseISSParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
+
+	// OpenID Connect Discovery 1.0 §3; only in openid-configuration.
+	SubjectTypesSupported            []string `json:"subject_types_supported,omitempty"`
+	IDTokenSigningAlgValuesSupported []string `json:"id_token_signing_alg_values_supported,omitempty"`
+}
+
+// renderMetadata renders both discovery documents once, at start.
+func (s *Server) renderMetadata() (as, oidc []byte, err error) {
+	iss := s.cfg.Issuer
+	md := metadata{
+		Issuer:                        iss,
+		JWKSURI:                       iss + "/jwks.json",
+		ResponseTypesSupported:        []string{"code"},
+		ResponseModesSupported:        []string{"query"},
+		CodeChallengeMethodsSupported: []string{"S256"},
+		AuthorizationResponseISSParameterSupported: true,
+	}
+	if as, err = json.Marshal(md); err != nil {
+		return nil, nil, fmt.Errorf("render metadata: %w", err)
+	}
+	md.SubjectTypesSupported = []string{"public"}
+	md.IDTokenSigningAlgValuesSupported = []string{"ES256"}
+	if oidc, err = json.Marshal(md); err != nil {
+		return nil, nil, fmt.Errorf("render openid-configuration: %w", err)
+	}
+	return as, oidc, nil
+}
+
+func (s *Server) handleASMetadata(w http.ResponseWriter, r *http.Request) {
+	writeDocument(w, s.asMetadata, "public, max-age=300")
+}
+
+func (s *Server) handleOIDCMetadata(w http.ResponseWriter, r *http.Request) {
+	writeDocument(w, s.oidcMetadata, "public, max-age=300")
+}
+
+// handleJWKS serves the public keys, cacheable for JWKSMaxAge, which stays
+// below the time a rotated-in key is published before it signs.
+func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	writeDocument(w, s.keys.JWKS(), fmt.Sprintf("public, max-age=%d", int(s.cfg.JWKSMaxAge.Seconds())))
+}
+
+func writeDocument(w http.ResponseWriter, doc []byte, cacheControl string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", cacheControl)
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.Write(doc)
+}
