@@ -1,0 +1,230 @@
+// Package storage is mcpauth's PostgreSQL layer (pgx/v5): it implements fosite's
+// storage interfaces (clients, authorization codes with PKCE, access and refresh
+// tokens, revocation, client-assertion JTIs, transactions) over the schema in
+// migrations/, plus the client records and the expired-row cleanup loop.
+//
+// Only hashes of tokens are stored: every token row is keyed by sha256 of fosite's
+// signature. Single-use transitions (code invalidation, refresh rotation) are
+// conditional UPDATEs, so the database serialises concurrent uses.
+//
+// storage imports nothing of mcpauth's and no net/http; callers (authz, cmd) import it.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ory/fosite"
+	fositestorage "github.com/ory/fosite/storage"
+)
+
+var (
+	// ErrNotFound reports a missing row. It is fosite.ErrNotFound itself, so fosite's
+	// handlers recognise it with errors.Is (a missing code or refresh token becomes
+	// invalid_grant, a missing client invalid_client).
+	ErrNotFound error = fosite.ErrNotFound
+	// ErrConflict reports a unique-constraint violation (SQLSTATE 23505), e.g. a
+	// client id that already exists.
+	ErrConflict error = errors.New("already exists")
+	// ErrCodeUsed is returned by InvalidateAuthorizeCodeSession when the code was
+	// already invalidated (or does not exist): another exchange of the same code won
+	// the race. The token endpoint must map it to invalid_grant (RFC 6749 §4.1.2:
+	// a code is single-use) and revoke the tokens of the code's request id.
+	ErrCodeUsed = errors.New("authorization code already used")
+)
+
+// DB is mcpauth's PostgreSQL store. It is safe for concurrent use.
+type DB struct {
+	pool *pgxpool.Pool
+}
+
+var (
+	_ fosite.Storage              = (*DB)(nil)
+	_ fosite.ClientManager        = (*DB)(nil)
+	_ fositestorage.Transactional = (*DB)(nil)
+)
+
+// Open connects a pool to the PostgreSQL database at url (postgres:// or
+// postgresql://, or a key=value DSN) and pings it. Pool settings given in the URL
+// (pool_max_conns, pool_max_conn_idle_time, ...) win over the defaults set here.
+func Open(ctx context.Context, url string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors may quote the connection string, password included.
+		return nil, errors.New("open database: cannot parse the database URL (want postgres://user:pass@host:port/db)")
+	}
+	set := poolSettings(url)
+	if !set["pool_max_conns"] {
+		// The token endpoint holds a connection for one short transaction; a few per
+		// core keeps PostgreSQL busy without queueing inside it.
+		cfg.MaxConns = int32(max(8, 4*runtime.GOMAXPROCS(0)))
+	}
+	if !set["pool_max_conn_idle_time"] {
+		cfg.MaxConnIdleTime = 5 * time.Minute
+	}
+	if !set["pool_health_check_period"] {
+		cfg.HealthCheckPeriod = 30 * time.Second
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "mcpauth"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	db := &DB{pool: pool}
+	if err := db.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return db, nil
+}
+
+// poolSettings reports which pool_* parameters the URL or DSN sets.
+func poolSettings(dsn string) map[string]bool {
+	set := map[string]bool{}
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		for k := range u.Query() {
+			set[k] = true
+		}
+		return set
+	}
+	for _, f := range strings.Fields(dsn) {
+		if k, _, ok := strings.Cut(f, "="); ok {
+			set[k] = true
+		}
+	}
+	return set
+}
+
+// Close closes every connection of the pool.
+func (db *DB) Close() { db.pool.Close() }
+
+// Ping checks that the database answers (for /readyz).
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	return nil
+}
+
+// Stat returns the pool's statistics (for /metrics).
+func (db *DB) Stat() *pgxpool.Stat { return db.pool.Stat() }
+
+// Pool returns the underlying pool, for sibling files and tests. Code outside this
+// package should prefer DB's methods.
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// querier is what both *pgxpool.Pool and pgx.Tx provide.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// txKey is the context key of the transaction started by BeginTX.
+type txKey struct{}
+
+// q returns the transaction carried by ctx (fosite's Transactional), or the pool.
+func (db *DB) q(ctx context.Context) querier {
+	if tx, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
+		return tx
+	}
+	return db.pool
+}
+
+// dbErr translates a pgx error and wraps it with the operation:
+// pgx.ErrNoRows → ErrNotFound, SQLSTATE 23505 → ErrConflict,
+// 40001/40P01 → fosite.ErrSerializationFailure (which fosite's token handlers turn
+// into a "retry" answer instead of a server error). nil stays nil.
+func dbErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s: %w", op, ErrNotFound)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505": // unique_violation
+			return fmt.Errorf("%s: %w: %w", op, ErrConflict, err)
+		case "40001", "40P01": // serialization_failure, deadlock_detected
+			return fmt.Errorf("%s: %w: %w", op, fosite.ErrSerializationFailure, err)
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// BeginTX starts a transaction and returns a context carrying it; every DB method
+// called with that context runs inside it. If ctx already carries a transaction,
+// a nested one (a savepoint) is started. It implements fosite's storage.Transactional.
+func (db *DB) BeginTX(ctx context.Context) (context.Context, error) {
+	var (
+		tx  pgx.Tx
+		err error
+	)
+	if outer, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
+		tx, err = outer.Begin(ctx)
+	} else {
+		tx, err = db.pool.Begin(ctx)
+	}
+	if err != nil {
+		return ctx, dbErr("begin transaction", err)
+	}
+	return context.WithValue(ctx, txKey{}, tx), nil
+}
+
+// Commit commits the transaction carried by ctx.
+func (db *DB) Commit(ctx context.Context) error {
+	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
+	if !ok {
+		return errors.New("commit: no transaction in context")
+	}
+	return dbErr("commit", tx.Commit(ctx))
+}
+
+// Rollback rolls back the transaction carried by ctx. Rolling back a transaction
+// that is already committed or rolled back is not an error (fosite calls Rollback
+// after a failed Commit).
+func (db *DB) Rollback(ctx context.Context) error {
+	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
+	if !ok {
+		return errors.New("rollback: no transaction in context")
+	}
+	// Roll back even when the request context is already cancelled, so the
+	// connection goes back to the pool clean.
+	err := tx.Rollback(context.WithoutCancel(ctx))
+	if errors.Is(err, pgx.ErrTxClosed) {
+		return nil
+	}
+	return dbErr("rollback", err)
+}
+
+// InTx runs fn in a transaction (nested in ctx's transaction if there is one),
+// committing if fn returns nil and rolling back otherwise.
+func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+	txCtx, err := db.BeginTX(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			if rbErr := db.Rollback(txCtx); rbErr != nil {
+				err = errors.Join(err, rbErr)
+			}
+		}
+	}()
+	if err = fn(txCtx); err != nil {
+		return err
+	}
+	return db.Commit(txCtx)
+}
