@@ -46,6 +46,7 @@ type server struct {
 	base     *url.URL           // superuser URL of the administrative database
 	admin    *pgxpool.Pool      // connections to base, for CREATE and DROP DATABASE
 	template string             // the migrated template database
+	strategy string             // the CREATE DATABASE option choosing how to copy
 }
 
 var (
@@ -161,6 +162,18 @@ func setup() (_ *server, err error) {
 		return nil, fmt.Errorf("connect to the test server: %w", err)
 	}
 
+	// PostgreSQL 15 copies a template by WAL-logging every block by default.
+	// Without fsync, copying the files (and checkpointing, which then costs
+	// little) is about twice as fast for our small template.
+	var version int
+	var fsync string
+	if err := s.admin.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, current_setting('fsync')").Scan(&version, &fsync); err != nil {
+		return nil, fmt.Errorf("read server settings: %w", err)
+	}
+	if version >= 150000 && fsync == "off" {
+		s.strategy = " STRATEGY FILE_COPY"
+	}
+
 	// Unique across test binaries sharing an external server.
 	s.template = "mcpauth_template_" + randomSuffix()
 	if _, err := s.admin.Exec(ctx, "CREATE DATABASE "+quote(s.template)+" TEMPLATE template0"); err != nil {
@@ -222,7 +235,7 @@ func createDatabase(t testing.TB, s *server, template string) string {
 	t.Helper()
 	name := "mcpauth_test_" + randomSuffix()
 	cloneMu.Lock()
-	_, err := s.admin.Exec(t.Context(), "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(template))
+	_, err := s.admin.Exec(t.Context(), "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(template)+s.strategy)
 	cloneMu.Unlock()
 	if err != nil {
 		t.Fatalf("storagetest: create database: %v", err)

@@ -115,7 +115,7 @@ func BenchmarkCreateDrop(b *testing.B) {
 	s := get(b)
 	for b.Loop() {
 		name := "mcpauth_bench_" + randomSuffix()
-		if _, err := s.admin.Exec(b.Context(), "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(s.template)); err != nil {
+		if _, err := s.admin.Exec(b.Context(), "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(s.template)+s.strategy); err != nil {
 			b.Fatal(err)
 		}
 		if err := dropDatabase(b.Context(), s.admin, name); err != nil {
