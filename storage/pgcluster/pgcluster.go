@@ -262,6 +262,18 @@ func (c *Cluster) stop(ctx context.Context) error {
 	}
 }
 
+// Running reports whether a server is running on the cluster in dir, and
+// its port. It does not check that the server accepts connections.
+func Running(dir string) (port int, ok bool) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return 0, false
+	}
+	c := &Cluster{dataDir: filepath.Join(abs, dataSubdir)}
+	_, port, _, ok = c.runningServer()
+	return port, ok
+}
+
 // prepareDir creates the cluster directory and, as root, hands it to the
 // server's account after checking that the account can reach it.
 func (c *Cluster) prepareDir() error {

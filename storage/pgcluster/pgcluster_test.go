@@ -94,11 +94,17 @@ func TestEphemeral(t *testing.T) {
 	}
 	conn.Close(t.Context())
 
+	if port, ok := Running(c.dir); !ok || port != c.Port() {
+		t.Errorf("Running = %d, %v; want %d, true", port, ok, c.Port())
+	}
 	if err := c.Stop(t.Context()); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
 	if err := probe(c.Port()); err == nil {
 		t.Error("server still accepts connections after Stop")
+	}
+	if _, ok := Running(c.dir); ok {
+		t.Error("Running after Stop = true")
 	}
 	if err := c.Stop(t.Context()); err != nil {
 		t.Errorf("second Stop: %v", err)

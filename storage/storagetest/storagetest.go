@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +39,14 @@ import (
 // EnvURL names the environment variable holding the superuser URL of an
 // existing server to use instead of a throwaway cluster.
 const EnvURL = "MCPAUTH_TEST_DATABASE_URL"
+
+// clusterDirPrefix starts the names of throwaway cluster directories in
+// os.TempDir().
+const clusterDirPrefix = "mcpauth-pg-"
+
+// staleAfter is the age after which a cluster directory with no server
+// running on it is taken to be left over by a killed test binary.
+const staleAfter = 10 * time.Minute
 
 // server is the PostgreSQL server of this test binary.
 type server struct {
@@ -137,7 +146,8 @@ func setup() (_ *server, err error) {
 		}
 		s.base = u
 	} else {
-		dir, err := os.MkdirTemp("", "mcpauth-pg-")
+		removeStaleClusters()
+		dir, err := os.MkdirTemp("", clusterDirPrefix)
 		if err != nil {
 			return nil, fmt.Errorf("create cluster directory: %w", err)
 		}
@@ -227,6 +237,24 @@ func (s *server) close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeStaleClusters removes, best effort, the cluster directories of test
+// binaries that were killed before Main could remove them (their servers died
+// with them): those with no server running and not modified for staleAfter.
+// A live test binary's directory has a running server, or is younger.
+func removeStaleClusters() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), clusterDirPrefix+"*")) // the pattern is valid
+	for _, dir := range dirs {
+		fi, err := os.Stat(dir)
+		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < staleAfter {
+			continue
+		}
+		if _, running := pgcluster.Running(dir); running {
+			continue
+		}
+		_ = os.RemoveAll(dir)
+	}
 }
 
 // createDatabase creates a database copied from template and returns its

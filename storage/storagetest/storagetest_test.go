@@ -3,7 +3,10 @@ package storagetest
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -122,4 +125,51 @@ func BenchmarkCreateDrop(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestRemoveStaleClusters(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // os.TempDir
+	old := filepath.Join(tmp, clusterDirPrefix+"old")
+	young := filepath.Join(tmp, clusterDirPrefix+"young")
+	other := filepath.Join(tmp, "something-else")
+	for _, dir := range []string{old, young, other} {
+		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-2 * staleAfter)
+	for _, dir := range []string{old, other} {
+		if err := os.Chtimes(dir, long, long); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	removeStaleClusters()
+
+	for dir, want := range map[string]bool{old: false, young: true, other: true} {
+		_, err := os.Stat(dir)
+		if got := err == nil; got != want {
+			t.Errorf("%s exists = %v, want %v", filepath.Base(dir), got, want)
+		}
+	}
+}
+
+func TestRemoveStaleClustersKeepsLiveOne(t *testing.T) {
+	s := get(t)
+	if s.cluster == nil {
+		t.Skip("no throwaway cluster: the tests use " + EnvURL)
+	}
+	long := time.Now().Add(-2 * staleAfter)
+	if err := os.Chtimes(s.tmpDir, long, long); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", filepath.Dir(s.tmpDir))
+
+	removeStaleClusters()
+
+	if _, err := os.Stat(s.tmpDir); err != nil {
+		t.Fatalf("the running cluster's directory was removed: %v", err)
+	}
+	URL(t) // still works
 }
