@@ -56,7 +56,8 @@ type Options struct {
 	// and postgres; otherwise BinDir() finds them.
 	BinDir string
 	// Port is the TCP port on 127.0.0.1. 0 keeps the port the cluster already
-	// has, or, when it is first initialised, chooses a free one.
+	// has, or, when it is first initialised, chooses a free one. A server
+	// that is already running keeps its port.
 	Port int
 	// Password is the superuser ("postgres") password set when the cluster is
 	// initialised (scram-sha-256). "" means trust authentication on loopback:
@@ -145,8 +146,11 @@ func start(ctx context.Context, opts Options) (*Cluster, error) {
 	defer unlock()
 
 	reused, err := c.reuseRunning(ctx)
-	if err != nil || reused {
-		return c, err
+	if err != nil {
+		return nil, err
+	}
+	if reused {
+		return c, nil
 	}
 
 	if _, err := os.Stat(filepath.Join(c.dataDir, "PG_VERSION")); errors.Is(err, fs.ErrNotExist) {
