@@ -20,6 +20,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/golang-migrate/migrate/v4"
@@ -211,10 +212,14 @@ func run(ctx context.Context, databaseURL string, fn func(*migrate.Migrate) erro
 // dirtyError explains to the operator how to recover from a failed migration.
 func dirtyError(version int) error {
 	prev := version - 1
+	fix := fmt.Sprintf("UPDATE schema_migrations SET version = %d, dirty = false", prev)
+	if prev <= 0 {
+		fix = "DELETE FROM schema_migrations"
+	}
 	return fmt.Errorf("%w at version %d: migration %d failed part-way. Each mcpauth migration runs in one "+
-		"transaction, so the schema is normally still at version %d; check it, then run "+
-		"`mcpauth migrate force %d` (or, in SQL, fix the schema_migrations row) and migrate again",
-		ErrDirty, version, version, prev, prev)
+		"transaction, so the schema is normally still at version %d: check that, record it with `%s` "+
+		"(migrations.Force does the same), and migrate again",
+		ErrDirty, version, version, max(prev, 0), fix)
 }
 
 // driverURL turns an ordinary postgres:// or postgresql:// URL into golang-migrate's
@@ -227,6 +232,16 @@ func driverURL(databaseURL string) (string, error) {
 	switch u.Scheme {
 	case "postgres", "postgresql", "pgx5":
 		u.Scheme = "pgx5"
+		// pgxpool's pool_* settings mean nothing to the migration driver's
+		// single connection, which would send them to the server as unknown
+		// run-time parameters.
+		q := u.Query()
+		for k := range q {
+			if strings.HasPrefix(k, "pool_") {
+				q.Del(k)
+			}
+		}
+		u.RawQuery = q.Encode()
 		return u.String(), nil
 	default:
 		return "", fmt.Errorf("database URL scheme %q is not supported (want postgres:// or postgresql://)", u.Scheme)

@@ -287,7 +287,7 @@ func TestDirty(t *testing.T) {
 	if !errors.Is(err, migrations.ErrDirty) {
 		t.Fatalf("Up on a dirty database = %v, want ErrDirty", err)
 	}
-	if !strings.Contains(err.Error(), "migrate force") {
+	if !strings.Contains(err.Error(), "schema_migrations") {
 		t.Errorf("dirty error %q does not tell the operator what to do", err)
 	}
 	if err := migrations.Force(ctx, url, latest(t)); err != nil {
@@ -311,6 +311,14 @@ func TestURLSchemes(t *testing.T) {
 		if _, err := migrations.CurrentStatus(t.Context(), u); err != nil {
 			t.Errorf("CurrentStatus(%s…): %v", u[:12], err)
 		}
+	}
+	// pgxpool settings in the shared database URL must not reach the migration driver.
+	withPool := url + "?pool_max_conns=3"
+	if strings.Contains(url, "?") {
+		withPool = url + "&pool_max_conns=3"
+	}
+	if err := migrations.Up(t.Context(), withPool); err != nil {
+		t.Errorf("Up with pool_max_conns in the URL: %v", err)
 	}
 	if _, err := migrations.CurrentStatus(t.Context(), "mysql://x@localhost/db"); err == nil {
 		t.Error("CurrentStatus with a mysql:// URL = nil error, want one")
