@@ -25,7 +25,7 @@ var ErrUnknownKey = errors.New("unknown signing key")
 // beyond the parse.
 var (
 	errTooLarge   = fmt.Errorf("%w: longer than %d bytes", ErrInvalidToken, MaxTokenSize)
-	errNotCompact = fmt.Errorf("%w: not a JWS compact serialization", ErrInvalidToken)
+	errNotCompact = fmt.Errorf("%w: not a JWS compact serialization in canonical base64url", ErrInvalidToken)
 	errMalformed  = fmt.Errorf("%w: malformed", ErrInvalidToken)
 	errAlg        = fmt.Errorf("%w: alg must be ES256", ErrInvalidToken)
 	errNoKID      = fmt.Errorf("%w: no kid", ErrInvalidToken)
@@ -116,7 +116,7 @@ func (s *Set) Verify(token, typ string) ([]byte, error) {
 	}
 	// RFC 7515 §7.1: exactly three base64url parts. This also turns away the
 	// JSON serialization and five-part JWEs before any parsing.
-	if strings.Count(token, ".") != 2 {
+	if !isCompact(token) {
 		return nil, errNotCompact
 	}
 	jws, err := jose.ParseSignedCompact(token, es256Only)
@@ -173,4 +173,64 @@ func trimApplication(t string) string {
 		return t[len(p):]
 	}
 	return t
+}
+
+// isCompact reports whether token is three dot-separated parts in canonical
+// unpadded base64url (RFC 7515 §2, §7.1): only the URL-safe alphabet, no
+// padding, no line breaks (which Go's decoder would skip), and zero unused
+// bits in the last character. So each accepted token has exactly one
+// spelling, which keeps caches and logs keyed by the token string honest;
+// the ECDSA signature itself stays malleable, as ES256 allows.
+func isCompact(token string) bool {
+	dots, start := 0, 0
+	for i := 0; i <= len(token); i++ {
+		if i < len(token) && token[i] != '.' {
+			continue
+		}
+		if !isCanonicalB64(token[start:i]) {
+			return false
+		}
+		if i < len(token) {
+			dots++
+		}
+		start = i + 1
+	}
+	return dots == 2
+}
+
+func isCanonicalB64(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if b64Value(p[i]) < 0 {
+			return false
+		}
+	}
+	if len(p) == 0 {
+		return true
+	}
+	last := b64Value(p[len(p)-1])
+	switch len(p) % 4 {
+	case 1:
+		return false
+	case 2: // one byte: 8 of the last two characters' 12 bits
+		return last&0x0f == 0
+	case 3: // two bytes: 16 of 18 bits
+		return last&0x03 == 0
+	}
+	return true
+}
+
+func b64Value(c byte) int {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return int(c - 'A')
+	case c >= 'a' && c <= 'z':
+		return int(c-'a') + 26
+	case c >= '0' && c <= '9':
+		return int(c-'0') + 52
+	case c == '-':
+		return 62
+	case c == '_':
+		return 63
+	}
+	return -1
 }

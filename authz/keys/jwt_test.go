@@ -23,6 +23,8 @@ import (
 
 var testSecret = bytes.Repeat([]byte("k"), 32)
 
+const b64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
 func testSet(t testing.TB) *Set {
 	t.Helper()
 	s, err := New(t.Context(), storagetest.New(t), testSecret, Options{})
@@ -146,6 +148,19 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	jsonSerialized := jws.FullSerialize()
+	// A token whose payload's last base64url character carries unused bits:
+	// Go's decoder reads the same bytes, so only the canonical check stops it.
+	short := craft(t, k.priv, map[string]any{"alg": "ES256", "kid": kid, "typ": "at+jwt"}, `{"a":1}`)
+	sp := strings.Split(short, ".")
+	if len(sp[1])%4 != 2 {
+		t.Fatalf("payload %q: want a length of 2 mod 4", sp[1])
+	}
+	last := sp[1][len(sp[1])-1]
+	alt := strings.IndexByte(b64Alphabet, last) + 1
+	nonCanonical := sp[0] + "." + sp[1][:len(sp[1])-1] + b64Alphabet[alt:alt+1] + "." + sp[2]
+	if _, err := s.Verify(short, "at+jwt"); err != nil {
+		t.Fatalf("Verify(short): %v", err)
+	}
 	big := good(map[string]any{"alg": "ES256", "kid": kid, "typ": "at+jwt", "pad": strings.Repeat("x", MaxTokenSize)})
 
 	tests := []struct {
@@ -187,7 +202,12 @@ func TestVerify(t *testing.T) {
 		{"two parts", parts[0] + "." + parts[1], "at+jwt", errNotCompact},
 		{"five parts (JWE shape)", signed + ".a.b", "at+jwt", errNotCompact},
 		{"empty", "", "at+jwt", errNotCompact},
-		{"header not base64", "!!!." + parts[1] + "." + parts[2], "at+jwt", errMalformed},
+		{"header not base64", "!!!." + parts[1] + "." + parts[2], "at+jwt", errNotCompact},
+		{"non-canonical base64url", nonCanonical, "at+jwt", errNotCompact},
+		{"padded base64url", parts[0] + "." + parts[1] + "==." + parts[2], "at+jwt", errNotCompact},
+		{"line break in payload", parts[0] + "." + parts[1][:8] + "\n" + parts[1][8:] + "." + parts[2], "at+jwt", errNotCompact},
+		{"standard base64 alphabet", parts[0] + "." + parts[1] + ".+" + parts[2][1:], "at+jwt", errNotCompact},
+		{"whitespace around", " " + signed + " ", "at+jwt", errNotCompact},
 		{"header not JSON", b64([]byte("nope")) + "." + parts[1] + "." + parts[2], "at+jwt", errMalformed},
 	}
 	for _, tt := range tests {
@@ -216,6 +236,52 @@ func TestVerify(t *testing.T) {
 	if len(big) <= MaxTokenSize {
 		t.Fatalf("oversize token is only %d bytes", len(big))
 	}
+}
+
+// FuzzVerify feeds Verify arbitrary tokens built around one genuine token.
+// Property: whatever it accepts carries the genuine header and payload (only
+// the ECDSA signature may be spelled differently), and it never panics.
+func FuzzVerify(f *testing.F) {
+	s := testSet(f)
+	claims := `{"sub":"alice","scope":"mcp"}`
+	tok, err := s.Sign("at+jwt", json.RawMessage(claims))
+	if err != nil {
+		f.Fatal(err)
+	}
+	parts := strings.Split(tok, ".")
+	f.Add(tok)
+	f.Add(parts[0] + "." + parts[1] + ".")
+	f.Add(parts[0] + ".." + parts[2])
+	f.Add(b64([]byte(`{"alg":"none"}`)) + "." + parts[1] + ".")
+	f.Add(b64([]byte(`{"alg":"HS256","kid":"x"}`)) + "." + parts[1] + "." + parts[2])
+	f.Add(tok + "." + tok)
+	f.Fuzz(func(t *testing.T, in string) {
+		payload, err := s.Verify(in, "at+jwt")
+		if err != nil {
+			if !errors.Is(err, ErrInvalidToken) || payload != nil {
+				t.Fatalf("Verify(%q) = %q, %v", in, payload, err)
+			}
+			return
+		}
+		if string(payload) != claims || !strings.HasPrefix(in, parts[0]+"."+parts[1]+".") {
+			t.Fatalf("Verify accepted a token we did not sign: %q → %s", in, payload)
+		}
+	})
+}
+
+// FuzzIsCanonicalB64 checks isCanonicalB64 against a simpler model: the
+// string decodes as strict unpadded base64url and re-encodes to itself.
+func FuzzIsCanonicalB64(f *testing.F) {
+	for _, s := range []string{"", "A", "AA", "AB", "AAA", "AAB", "AAAA", "eyJ9", "a-_b", "a+/b", "AA==", "A\nA", "QQ", "QR"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		dec, err := base64.RawURLEncoding.Strict().DecodeString(p)
+		want := err == nil && base64.RawURLEncoding.EncodeToString(dec) == p
+		if got := isCanonicalB64(p); got != want {
+			t.Fatalf("isCanonicalB64(%q) = %v, model says %v", p, got, want)
+		}
+	})
 }
 
 func TestTypMatches(t *testing.T) {

@@ -344,9 +344,12 @@ func (s *Set) Rotate(ctx context.Context, immediate bool) (string, error) {
 }
 
 // Run reloads the keys every interval until ctx ends, and deletes keys
-// whose remove_at has passed. Keep every shorter than PublishAhead so that
-// a scheduled key reaches this replica before it signs. Errors are logged
-// and retried at the next tick.
+// whose remove_at has passed. Keep every shorter than PublishAhead, so that
+// a scheduled key reaches this replica before it signs, and shorter than
+// the 5-minute removal leeway, so that a replica that has not yet seen an
+// emergency rotation (and still signs with the old key) does not outlive
+// that key's place in the JWKS. Errors are logged and retried at the next
+// tick.
 func (s *Set) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
