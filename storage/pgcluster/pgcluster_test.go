@@ -67,6 +67,7 @@ func setting(t *testing.T, conn *pgx.Conn, name string) string {
 }
 
 func TestEphemeral(t *testing.T) {
+	t.Parallel()
 	c := startTest(t, Options{Dir: clusterDir(t), Ephemeral: true})
 	if !c.Started() {
 		t.Error("Started() = false for a new cluster")
@@ -112,6 +113,7 @@ func TestEphemeral(t *testing.T) {
 }
 
 func TestPersistent(t *testing.T) {
+	t.Parallel()
 	dir := clusterDir(t)
 	opts := Options{Dir: dir, Password: "pa ss/word@"}
 
@@ -168,6 +170,7 @@ func TestPersistent(t *testing.T) {
 }
 
 func TestConcurrentStart(t *testing.T) {
+	t.Parallel()
 	dir := clusterDir(t)
 	var (
 		wg       sync.WaitGroup
@@ -209,32 +212,35 @@ func TestConcurrentStart(t *testing.T) {
 	}
 }
 
+// TestFixedPort asks for a port that another server holds, which fails with
+// the server's explanation, then for the same port once it is free.
 func TestFixedPort(t *testing.T) {
-	port, err := freePort()
-	if err != nil {
+	t.Parallel()
+	first := startTest(t, Options{Dir: clusterDir(t), Ephemeral: true})
+	port := first.Port()
+	opts := Options{Dir: clusterDir(t), Port: port, Ephemeral: true}
+	if _, err := Start(t.Context(), opts); err == nil {
+		t.Fatal("Start on a port in use succeeded")
+	} else {
+		t.Log(err)
+		// The error carries the server's own explanation from its log.
+		if !strings.Contains(err.Error(), "could not bind") {
+			t.Errorf("error does not include the server log: %v", err)
+		}
+	}
+
+	if err := first.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	c := startTest(t, Options{Dir: clusterDir(t), Port: port, Ephemeral: true})
-	if c.Port() != port {
-		t.Errorf("Port() = %d, want %d", c.Port(), port)
+	second := startTest(t, opts)
+	if second.Port() != port {
+		t.Errorf("Port() = %d, want %d", second.Port(), port)
 	}
-	connect(t, c.URL("postgres"))
-}
-
-func TestPortInUse(t *testing.T) {
-	first := startTest(t, Options{Dir: clusterDir(t), Ephemeral: true})
-	_, err := Start(t.Context(), Options{Dir: clusterDir(t), Port: first.Port(), Ephemeral: true})
-	if err == nil {
-		t.Fatal("Start on a port in use succeeded")
-	}
-	t.Log(err)
-	// The error carries the server's own explanation from its log.
-	if !strings.Contains(err.Error(), "postgres.log") {
-		t.Errorf("error does not include the server log: %v", err)
-	}
+	connect(t, second.URL("postgres"))
 }
 
 func TestNoBinaries(t *testing.T) {
+	t.Parallel()
 	_, err := Start(t.Context(), Options{Dir: clusterDir(t), BinDir: t.TempDir()})
 	if !errors.Is(err, ErrNoBinaries) {
 		t.Fatalf("Start with an empty BinDir: %v, want ErrNoBinaries", err)
@@ -242,6 +248,7 @@ func TestNoBinaries(t *testing.T) {
 }
 
 func TestBinDir(t *testing.T) {
+	t.Parallel()
 	dir, err := BinDir()
 	if err != nil {
 		t.Fatalf("BinDir: %v", err)
@@ -252,6 +259,7 @@ func TestBinDir(t *testing.T) {
 }
 
 func TestPathVersion(t *testing.T) {
+	t.Parallel()
 	for path, want := range map[string]float64{
 		"/usr/lib/postgresql/15/bin":          15,
 		"/usr/pgsql-9.6/bin":                  9.6,
@@ -267,6 +275,7 @@ func TestPathVersion(t *testing.T) {
 // TestEphemeralDiesWithProcess kills (SIGKILL) a process that started an
 // ephemeral cluster and checks that the server goes down with it.
 func TestEphemeralDiesWithProcess(t *testing.T) {
+	t.Parallel()
 	if !parentDeathSupported {
 		t.Skip("no parent-death signal on this system")
 	}
