@@ -69,25 +69,27 @@ func New(cfg Config, keys KeySet, log *slog.Logger) (*Server, error) {
 // Routes is every route of the authorization server.
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
-	r.Group(func(r chi.Router) {
-		r.Use(publicCORS)
-		r.Get("/.well-known/oauth-authorization-server", s.handleASMetadata)
-		r.Get("/.well-known/openid-configuration", s.handleOIDCMetadata)
-		r.Get("/jwks.json", s.handleJWKS)
-	})
+	public := func(path string, h http.HandlerFunc) {
+		r.With(publicCORS).Get(path, h)
+		r.With(publicCORS).Options(path, h) // answered by publicCORS
+	}
+	public("/.well-known/oauth-authorization-server", s.handleASMetadata)
+	public("/.well-known/openid-configuration", s.handleOIDCMetadata)
+	public("/jwks.json", s.handleJWKS)
 	r.Get("/", s.handleHome)
 	r.Handle("/static/*", staticFiles())
 	return r
 }
 
 // publicCORS lets browser-based clients read public documents: any origin,
-// no credentials (Fetch standard, CORS protocol). Preflights are answered
-// here, before any handler.
+// no credentials (Fetch standard, CORS protocol). OPTIONS, preflight or not,
+// is answered here, before any handler.
 func publicCORS(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", "*")
-		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		if r.Method == http.MethodOptions {
+			h.Set("Allow", "GET, HEAD, OPTIONS")
 			h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
 			// Clients send MCP-Protocol-Version on discovery requests.
 			h.Set("Access-Control-Allow-Headers", "*")

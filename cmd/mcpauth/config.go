@@ -1,0 +1,278 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Config is everything mcpauth reads from its environment, parsed once into
+// real types. DefaultConfig gives the safe defaults; load fills in what the
+// environment sets; Validate reports every problem at once.
+type Config struct {
+	Issuer          string // public base URL: scheme and host, no path, no trailing slash
+	Addr            string // listen address
+	DatabaseURL     string
+	Secret          []byte // ≥ 32 bytes: seals signing keys, keys HMACs
+	AccessTokenTTL  time.Duration
+	KeyPublishAhead time.Duration // a rotated-in key is in the JWKS this long before it signs
+	KeyReload       time.Duration // how often a replica looks for keys rotated elsewhere
+	CleanupInterval time.Duration
+	ShutdownTimeout time.Duration
+	TrustedProxies  []netip.Prefix
+	LogLevel        slog.Level
+	LogFormat       string // "json" or "text"
+}
+
+// jwksMaxAge is how long clients may cache /jwks.json. KeyPublishAhead must
+// be longer, so that every cached JWKS knows a key before it signs.
+const jwksMaxAge = 5 * time.Minute
+
+// DefaultConfig is the configuration of a production server before the
+// environment is read. Issuer, DatabaseURL and Secret have no default.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            ":8080",
+		AccessTokenTTL:  10 * time.Minute,
+		KeyPublishAhead: 2 * jwksMaxAge,
+		KeyReload:       30 * time.Second,
+		CleanupInterval: time.Minute,
+		ShutdownTimeout: 20 * time.Second,
+		LogLevel:        slog.LevelInfo,
+		LogFormat:       "json",
+	}
+}
+
+// envError names the variable a problem is about.
+func envError(name, format string, args ...any) error {
+	return fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
+}
+
+// load overlays the MCPAUTH_* variables on c. It collects every problem
+// instead of stopping at the first. A secret may come from NAME or from the
+// file named by NAME_FILE, never both.
+func (c *Config) load(getenv func(string) string) error {
+	var errs []error
+	str := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	secret := func(name string) (string, bool) {
+		v, file := getenv(name), getenv(name+"_FILE")
+		switch {
+		case v != "" && file != "":
+			errs = append(errs, envError(name, "set either %s or %s_FILE, not both", name, name))
+		case file != "":
+			b, err := os.ReadFile(file)
+			if err != nil {
+				errs = append(errs, envError(name+"_FILE", "%v", err))
+				return "", false
+			}
+			return strings.TrimRight(string(b), "\r\n"), true
+		case v != "":
+			return v, true
+		}
+		return "", false
+	}
+	duration := func(name string, dst *time.Duration) {
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, envError(name, "not a duration (like 10m or 1h30m): %q", v))
+			return
+		}
+		*dst = d
+	}
+
+	str("MCPAUTH_ISSUER", &c.Issuer)
+	str("MCPAUTH_ADDR", &c.Addr)
+	if v, ok := secret("MCPAUTH_DATABASE_URL"); ok {
+		c.DatabaseURL = v
+	}
+	if v, ok := secret("MCPAUTH_SECRET"); ok {
+		c.Secret = []byte(v)
+	}
+	duration("MCPAUTH_ACCESS_TOKEN_TTL", &c.AccessTokenTTL)
+	duration("MCPAUTH_KEY_PUBLISH_AHEAD", &c.KeyPublishAhead)
+	duration("MCPAUTH_KEY_RELOAD_INTERVAL", &c.KeyReload)
+	duration("MCPAUTH_CLEANUP_INTERVAL", &c.CleanupInterval)
+	duration("MCPAUTH_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	if v := getenv("MCPAUTH_TRUSTED_PROXIES"); v != "" {
+		c.TrustedProxies = nil
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			p, err := parsePrefix(s)
+			if err != nil {
+				errs = append(errs, envError("MCPAUTH_TRUSTED_PROXIES", "%q is neither an IP address nor a CIDR prefix", s))
+				continue
+			}
+			c.TrustedProxies = append(c.TrustedProxies, p)
+		}
+	}
+	if v := getenv("MCPAUTH_LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, envError("MCPAUTH_LOG_LEVEL", "want debug, info, warn or error, got %q", v))
+		}
+	}
+	str("MCPAUTH_LOG_FORMAT", &c.LogFormat)
+	return errors.Join(errs...)
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// minSecretLen is the shortest MCPAUTH_SECRET accepted: 256 bits.
+const minSecretLen = 32
+
+// Validate reports every problem of c at once, each naming its variable.
+// Everything it accepts is safe to run in production.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := validateIssuer(c.Issuer); err != nil {
+		errs = append(errs, envError("MCPAUTH_ISSUER", "%v", err))
+	}
+	if c.DatabaseURL == "" {
+		errs = append(errs, envError("MCPAUTH_DATABASE_URL", "required: a PostgreSQL URL such as postgres://mcpauth:PASSWORD@db:5432/mcpauth"))
+	} else if _, err := pgconn.ParseConfig(c.DatabaseURL); err != nil {
+		// pgconn's message can quote the URL, password included: say only what is wrong.
+		errs = append(errs, envError("MCPAUTH_DATABASE_URL", "not a valid PostgreSQL connection URL"))
+	}
+	switch n := len(c.Secret); {
+	case n == 0:
+		errs = append(errs, envError("MCPAUTH_SECRET", "required: at least %d random bytes (e.g. `openssl rand -base64 48`)", minSecretLen))
+	case n < minSecretLen:
+		errs = append(errs, envError("MCPAUTH_SECRET", "too short: %d bytes, need at least %d", n, minSecretLen))
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, envError("MCPAUTH_ADDR", "want host:port or :port, got %q", c.Addr))
+	}
+	if c.AccessTokenTTL < time.Minute || c.AccessTokenTTL > 24*time.Hour {
+		errs = append(errs, envError("MCPAUTH_ACCESS_TOKEN_TTL", "must be between 1m and 24h, got %s", c.AccessTokenTTL))
+	}
+	if c.KeyPublishAhead < jwksMaxAge {
+		errs = append(errs, envError("MCPAUTH_KEY_PUBLISH_AHEAD", "must be at least the JWKS cache lifetime (%s), got %s", jwksMaxAge, c.KeyPublishAhead))
+	}
+	if c.KeyReload <= 0 || c.KeyReload > c.KeyPublishAhead/2 {
+		errs = append(errs, envError("MCPAUTH_KEY_RELOAD_INTERVAL", "must be positive and at most half of MCPAUTH_KEY_PUBLISH_AHEAD, got %s", c.KeyReload))
+	}
+	if c.CleanupInterval < time.Second {
+		errs = append(errs, envError("MCPAUTH_CLEANUP_INTERVAL", "must be at least 1s, got %s", c.CleanupInterval))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, envError("MCPAUTH_SHUTDOWN_TIMEOUT", "must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, envError("MCPAUTH_LOG_FORMAT", "want json or text, got %q", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// validateIssuer enforces RFC 8414 §2 (https, no query or fragment) and what
+// MCP clients need: a path-less issuer, so that the metadata is found at
+// /.well-known/oauth-authorization-server, written without a trailing slash
+// so it is byte-identical wherever it appears (RFC 8414 §3.3). Plain http is
+// allowed only on a loopback host.
+func validateIssuer(s string) error {
+	if s == "" {
+		return errors.New("required: the public base URL, such as https://auth.example.com")
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("not an absolute URL: %q", s)
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("scheme must be https, got %q", u.Scheme)
+	case u.User != nil:
+		return errors.New("must not contain user information")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(s, "?#"):
+		return errors.New("must not have a query or fragment")
+	case u.Path == "/":
+		return fmt.Errorf("must not end with a slash: use %q", strings.TrimSuffix(s, "/"))
+	case u.Path != "":
+		return fmt.Errorf("must not have a path (%q): serve mcpauth at the root of its own host", u.Path)
+	case s != strings.ToLower(s):
+		// Clients compare the issuer byte for byte (RFC 8414 §3.3); a
+		// lower-case one is the form every URL normaliser agrees on.
+		return fmt.Errorf("must be lower case: use %q", strings.ToLower(s))
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return fmt.Errorf("plain http is allowed only on a loopback host; use https://%s", u.Host)
+	}
+	return nil
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// LogValue lists the effective configuration with the secrets redacted.
+func (c Config) LogValue() slog.Value {
+	proxies := make([]string, len(c.TrustedProxies))
+	for i, p := range c.TrustedProxies {
+		proxies[i] = p.String()
+	}
+	return slog.GroupValue(
+		slog.String("issuer", c.Issuer),
+		slog.String("addr", c.Addr),
+		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.String("secret", fmt.Sprintf("[%d bytes]", len(c.Secret))),
+		slog.Duration("access_token_ttl", c.AccessTokenTTL),
+		slog.Duration("key_publish_ahead", c.KeyPublishAhead),
+		slog.Duration("key_reload_interval", c.KeyReload),
+		slog.Duration("cleanup_interval", c.CleanupInterval),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.String("trusted_proxies", strings.Join(proxies, ",")),
+		slog.String("log_level", c.LogLevel.String()),
+		slog.String("log_format", c.LogFormat),
+	)
+}
+
+// redactURL hides the password of a database URL, and hides a key=value DSN
+// entirely rather than guess where its password is.
+func redactURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return "[redacted]"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
