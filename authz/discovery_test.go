@@ -3,6 +3,7 @@ package authz
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
@@ -16,10 +17,14 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-// fakeKeys is a KeySet with a fixed JWKS.
+// fakeKeys is a KeySet with a fixed JWKS that cannot sign.
 type fakeKeys struct{ jwks func() []byte }
 
 func (f fakeKeys) JWKS() []byte { return f.jwks() }
+
+func (f fakeKeys) Sign(string, any) (string, error) { return "", errors.New("fakeKeys cannot sign") }
+
+func (f fakeKeys) Verify(string, string) ([]byte, error) { return nil, errors.New("fakeKeys cannot verify") }
 
 func newTestServer(t *testing.T, issuer string) (*Server, *httptest.Server) {
 	t.Helper()
@@ -27,7 +32,8 @@ func newTestServer(t *testing.T, issuer string) (*Server, *httptest.Server) {
 	if issuer == "" {
 		issuer = "http://" + hs.Listener.Addr().String()
 	}
-	s, err := New(Config{Issuer: issuer, JWKSMaxAge: 300e9}, fakeKeys{func() []byte { return []byte(`{"keys":[]}`) }}, slog.New(slog.DiscardHandler))
+	s, err := New(Config{Issuer: issuer, MCPResource: issuer + "/mcp", Secret: make([]byte, 32), JWKSMaxAge: 300e9},
+		nil, fakeKeys{jwks: func() []byte { return []byte(`{"keys":[]}`) }}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

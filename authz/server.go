@@ -1,18 +1,24 @@
-// Package authz is the OAuth 2.1 authorization server: its metadata, its
-// keys' public half, and (as they arrive) registration, authorization and
-// token endpoints. It never imports the resource server; cmd/mcpauth wires
-// the two together.
+// Package authz is the OAuth 2.1 authorization server: metadata and keys,
+// dynamic client registration, the browser login and consent pages, and the
+// authorization, token, revocation and introspection endpoints (fosite runs
+// the protocol; this package adds what fosite lacks around it). It never
+// imports the resource server; cmd/mcpauth wires the two together.
 package authz
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/ulule/limiter/v3"
 
+	"github.com/mcpauth/mcpauth/storage"
 	"github.com/mcpauth/mcpauth/web"
 )
 
@@ -22,6 +28,35 @@ type Config struct {
 	// Issuer is the server's public base URL, with no path and no trailing
 	// slash. It appears byte-identical in every document and token.
 	Issuer string
+	// MCPResource is the canonical URL of the MCP endpoint: the default
+	// audience of every token and the only resource (RFC 8707) accepted.
+	MCPResource string
+	// Secret (≥ 32 bytes) is the root of the server's symmetric keys: each
+	// use gets its own key derived with HKDF (see subkey).
+	Secret []byte
+
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	CodeTTL         time.Duration
+	SessionTTL      time.Duration // browser sign-in
+
+	// Scopes are the scopes the server supports, in the order the consent
+	// page shows them; DefaultScopes are granted when a request names none.
+	Scopes        []Scope
+	DefaultScopes []string
+
+	// RegistrationToken, when set, is the initial access token (RFC 7591
+	// §3) that POST /register requires; empty means open registration.
+	RegistrationToken string
+	// UnusedClientTTL is how long a dynamically registered client that
+	// never obtained a grant is kept.
+	UnusedClientTTL time.Duration
+
+	// RateLimits and the store their counters live in (nil: in memory;
+	// cmd/mcpauth passes a Redis store when MCPAUTH_REDIS_URL is set).
+	RateLimits   RateLimits
+	LimiterStore limiter.Store
+
 	// JWKSMaxAge is how long clients may cache /jwks.json; a rotated-in key
 	// must be published longer than this before it signs.
 	JWKSMaxAge time.Duration
@@ -29,38 +64,77 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Scope is one scope the server supports, as the consent page explains it.
+type Scope struct {
+	Name        string
+	Description string   // what it lets the application do, for people
+	Tools       []string // the MCP tools it unlocks, shown on the consent page
+	AdminOnly   bool     // granted only to users with the admin role
+}
+
+// RateLimits are the request budgets of the endpoints, per key (a client
+// where the client is known, else the client IP; a user name for logins).
+type RateLimits struct {
+	Register     limiter.Rate
+	Token        limiter.Rate
+	Authorize    limiter.Rate
+	LoginPerIP   limiter.Rate
+	LoginPerUser limiter.Rate
+}
+
 // KeySet is the part of the signing key set the server needs. *keys.Set
 // implements it.
 type KeySet interface {
 	// JWKS is the RFC 7517 JSON Web Key Set of the public keys.
 	JWKS() []byte
+	// Sign signs claims as a compact JWS with the current key and header typ.
+	Sign(typ string, claims any) (string, error)
+	// Verify checks a compact JWS signed by one of the keys, with header
+	// typ, and returns its payload.
+	Verify(token, typ string) ([]byte, error)
 }
 
 // Server is the authorization server.
 type Server struct {
 	cfg  Config
+	db   *storage.DB
 	keys KeySet
 	log  *slog.Logger
 
 	asMetadata   []byte // /.well-known/oauth-authorization-server
 	oidcMetadata []byte // /.well-known/openid-configuration
 	pages        map[string]*template.Template
+	limits       *limits
+
+	// Each feature keeps its own state, built by its init function.
+	sessions *sessions     // users, browser sessions, CSRF (login.go, session.go)
+	reg      *registration // dynamic client registration (register.go)
+	oauth    *oauthService // fosite and the token endpoints (provider.go, token.go)
 }
 
 // New builds the authorization server.
-func New(cfg Config, keys KeySet, log *slog.Logger) (*Server, error) {
-	if cfg.Issuer == "" {
-		return nil, errors.New("authz: no issuer")
+func New(cfg Config, db *storage.DB, keys KeySet, log *slog.Logger) (*Server, error) {
+	if cfg.Issuer == "" || cfg.MCPResource == "" {
+		return nil, errors.New("authz: no issuer or MCP resource")
+	}
+	if len(cfg.Secret) < 32 {
+		return nil, errors.New("authz: secret shorter than 32 bytes")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, keys: keys, log: log}
+	s := &Server{cfg: cfg, db: db, keys: keys, log: log}
 	var err error
-	if s.asMetadata, s.oidcMetadata, err = s.renderMetadata(); err != nil {
+	if s.pages, err = web.Pages(); err != nil {
 		return nil, err
 	}
-	if s.pages, err = web.Pages(); err != nil {
+	s.limits = newLimits(cfg.RateLimits, cfg.LimiterStore)
+	for _, init := range []func() error{s.initSessions, s.initRegistration, s.initOAuth} {
+		if err := init(); err != nil {
+			return nil, err
+		}
+	}
+	if s.asMetadata, s.oidcMetadata, err = s.renderMetadata(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -70,33 +144,28 @@ func New(cfg Config, keys KeySet, log *slog.Logger) (*Server, error) {
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
 	public := func(path string, h http.HandlerFunc) {
-		r.With(publicCORS).Get(path, h)
-		r.With(publicCORS).Options(path, h) // answered by publicCORS
+		r.With(openCORS).Get(path, h)
+		r.With(openCORS).Options(path, h) // answered by openCORS
 	}
 	public("/.well-known/oauth-authorization-server", s.handleASMetadata)
 	public("/.well-known/openid-configuration", s.handleOIDCMetadata)
 	public("/jwks.json", s.handleJWKS)
 	r.Get("/", s.handleHome)
 	r.Handle("/static/*", staticFiles())
+
+	s.sessionRoutes(r)
+	s.registrationRoutes(r)
+	s.authorizeRoutes(r)
+	s.tokenRoutes(r)
 	return r
 }
 
-// publicCORS lets browser-based clients read public documents: any origin,
-// no credentials (Fetch standard, CORS protocol). OPTIONS, preflight or not,
-// is answered here, before any handler.
-func publicCORS(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		if r.Method == http.MethodOptions {
-			h.Set("Allow", "GET, HEAD, OPTIONS")
-			h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-			// Clients send MCP-Protocol-Version on discovery requests.
-			h.Set("Access-Control-Allow-Headers", "*")
-			h.Set("Access-Control-Max-Age", "86400")
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// subkey derives the key for one purpose from the server secret (RFC 5869),
+// so that no two mechanisms share a key.
+func (s *Server) subkey(purpose string, n int) []byte {
+	k, err := hkdf.Key(sha256.New, s.cfg.Secret, nil, "mcpauth "+purpose, n)
+	if err != nil {
+		panic(fmt.Sprintf("hkdf: %v", err)) // only for n beyond 255*32
+	}
+	return k
 }

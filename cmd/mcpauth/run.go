@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return env.migrate(ctx, rest)
 	case "keys":
 		return env.keys(ctx, rest)
+	case "user":
+		return env.user(ctx, rest)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mcpauth", version())
 		return nil

@@ -64,7 +64,13 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 	if err != nil {
 		return fmt.Errorf("load signing keys: %w", err)
 	}
-	az, err := authz.New(authz.Config{Issuer: cfg.Issuer, JWKSMaxAge: jwksMaxAge}, ks, log)
+	az, err := authz.New(authz.Config{
+		Issuer:         cfg.Issuer,
+		MCPResource:    cfg.Issuer + "/mcp",
+		Secret:         cfg.Secret,
+		AccessTokenTTL: cfg.AccessTokenTTL,
+		JWKSMaxAge:     jwksMaxAge,
+	}, db, ks, log)
 	if err != nil {
 		return err
 	}

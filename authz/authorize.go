@@ -1,0 +1,5 @@
+package authz
+
+import "github.com/go-chi/chi/v5"
+
+func (s *Server) authorizeRoutes(r chi.Router) {}

@@ -1,0 +1,149 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/ulule/limiter/v3"
+	"github.com/ulule/limiter/v3/drivers/store/memory"
+
+	"github.com/mcpauth/mcpauth/authz/oauth"
+)
+
+// maxFormBytes caps every form or JSON body the server reads.
+const maxFormBytes = 64 << 10
+
+// handle adapts a handler that returns an error: an *oauth.Error is written
+// as the OAuth error JSON; anything else becomes server_error/500, logged
+// with its cause and never shown. A body over the cap is 413.
+func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			err = &oauth.Error{Code: oauth.InvalidRequest, Description: "request body too large", Status: http.StatusRequestEntityTooLarge, Err: err}
+		}
+		if status := oauth.WriteError(w, err); status >= 500 {
+			s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
+		}
+	}
+}
+
+// openCORS lets browser-based clients (the MCP Inspector, web agents) call an
+// endpoint from any origin without credentials (Fetch standard, CORS
+// protocol): metadata, JWKS, registration, token and revocation. OPTIONS,
+// preflight or not, is answered here, before any handler or rate limit.
+func openCORS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After, RateLimit, RateLimit-Policy")
+		if r.Method == http.MethodOptions {
+			h.Set("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS")
+			// Clients send MCP-Protocol-Version on discovery, Authorization
+			// and Content-Type on the token endpoint.
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
+			h.Set("Access-Control-Max-Age", "86400")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limits holds one limiter per budget, all on one store.
+type limits struct {
+	register, token, authorize, loginIP, loginUser *limiter.Limiter
+}
+
+func newLimits(rl RateLimits, store limiter.Store) *limits {
+	if store == nil {
+		store = memory.NewStore()
+	}
+	mk := func(r limiter.Rate, def limiter.Rate) *limiter.Limiter {
+		if r.Limit == 0 {
+			r = def
+		}
+		return limiter.New(store, r)
+	}
+	return &limits{
+		register:  mk(rl.Register, limiter.Rate{Period: time.Hour, Limit: 60}),
+		token:     mk(rl.Token, limiter.Rate{Period: time.Minute, Limit: 600}),
+		authorize: mk(rl.Authorize, limiter.Rate{Period: time.Minute, Limit: 120}),
+		loginIP:   mk(rl.LoginPerIP, limiter.Rate{Period: time.Minute, Limit: 30}),
+		loginUser: mk(rl.LoginPerUser, limiter.Rate{Period: 15 * time.Minute, Limit: 10}),
+	}
+}
+
+// errRateLimited is returned by allow when the budget is spent; the 429 and
+// its headers are already written into the response headers.
+var errRateLimited = &oauth.Error{Code: oauth.TemporarilyUnavailable, Description: "too many requests; retry later", Status: http.StatusTooManyRequests}
+
+// allow spends one request of l's budget for key (prefixed by kind so that
+// budgets never share counters). Over budget it sets Retry-After and the
+// RateLimit headers and returns errRateLimited. A failing store (Redis down)
+// lets the request through: rate limiting must not take the server down.
+func (s *Server) allow(ctx context.Context, w http.ResponseWriter, l *limiter.Limiter, kind, key string) error {
+	lc, err := l.Get(ctx, kind+":"+key)
+	if err != nil {
+		s.log.WarnContext(ctx, "rate limiter unavailable", "err", err)
+		return nil
+	}
+	reset := time.Until(time.Unix(lc.Reset, 0))
+	secs := max(1, int(reset.Round(time.Second)/time.Second))
+	h := w.Header()
+	h.Set("RateLimit-Policy", strconv.FormatInt(lc.Limit, 10)+";w="+strconv.Itoa(int(l.Rate.Period/time.Second)))
+	h.Set("RateLimit", "limit="+strconv.FormatInt(lc.Limit, 10)+", remaining="+strconv.FormatInt(lc.Remaining, 10)+", reset="+strconv.Itoa(secs))
+	if lc.Reached {
+		h.Set("Retry-After", strconv.Itoa(secs))
+		return errRateLimited
+	}
+	return nil
+}
+
+// clientIP is the client's address as cmd/mcpauth's trusted-proxy-aware
+// ClientIP middleware established it, or the TCP peer when the handler runs
+// without that middleware (tests).
+func clientIP(r *http.Request) string {
+	if ip := middleware.GetClientIP(r.Context()); ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// audience maps the RFC 8707 resource parameters of a request to the
+// audience of the token: each must name the MCP endpoint (compared in
+// canonical form, so a trailing slash or upper-case host does not matter);
+// none means the MCP endpoint, because several real clients send none. The
+// result is the configured resource string, byte for byte. Anything else is
+// invalid_target (RFC 8707 §2).
+func (s *Server) audience(resources []string) ([]string, error) {
+	want, err := oauth.CanonicalResource(s.cfg.MCPResource)
+	if err != nil {
+		return nil, fmt.Errorf("configured MCP resource: %w", err)
+	}
+	for _, res := range resources {
+		got, err := oauth.CanonicalResource(res)
+		if err != nil {
+			return nil, &oauth.Error{Code: oauth.InvalidTarget, Description: "invalid resource: " + err.Error()}
+		}
+		if got != want {
+			return nil, &oauth.Error{Code: oauth.InvalidTarget, Description: "unknown resource; this server issues tokens for " + s.cfg.MCPResource}
+		}
+	}
+	return []string{s.cfg.MCPResource}, nil
+}
