@@ -24,7 +24,9 @@ func (f fakeKeys) JWKS() []byte { return f.jwks() }
 
 func (f fakeKeys) Sign(string, any) (string, error) { return "", errors.New("fakeKeys cannot sign") }
 
-func (f fakeKeys) Verify(string, string) ([]byte, error) { return nil, errors.New("fakeKeys cannot verify") }
+func (f fakeKeys) Verify(string, string) ([]byte, error) {
+	return nil, errors.New("fakeKeys cannot verify")
+}
 
 func newTestServer(t *testing.T, issuer string) (*Server, *httptest.Server) {
 	t.Helper()
