@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS oauth_clients_unused_dcr_idx;
