@@ -158,6 +158,13 @@ func verifyPassword(encoded, password string) (bool, error) {
 	return subtle.ConstantTimeCompare(got, p.key) == 1, nil
 }
 
+// CheckPassword reports whether password matches a stored argon2id hash
+// (false for a malformed hash), comparing in constant time.
+func CheckPassword(hash, password string) bool {
+	ok, err := verifyPassword(hash, password)
+	return ok && err == nil
+}
+
 // passwordNeedsRehash reports whether a stored hash is weaker than (or
 // different from) what HashPassword makes today, so that a successful login
 // can replace it.
