@@ -1,6 +1,343 @@
 package authz
 
-// oauthService is fosite and what the token endpoints need. (Being built.)
-type oauthService struct{}
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
 
-func (s *Server) initOAuth() error { s.oauth = &oauthService{}; return nil }
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/mcpauth/mcpauth/storage"
+)
+
+// Token lifetimes when the Config leaves them zero.
+const (
+	defaultAccessTokenTTL  = 10 * time.Minute
+	defaultRefreshTokenTTL = 30 * 24 * time.Hour
+	defaultCodeTTL         = time.Minute
+	defaultIDTokenTTL      = time.Hour
+)
+
+// JWT typ header values (RFC 8725 §3.11 explicit typing): an access token
+// (RFC 9068 §2.1) is never accepted as an id_token, nor the reverse.
+const (
+	typAccessToken = "at+jwt"
+	typIDToken     = "JWT"
+)
+
+// oauthService is fosite, composed with only the OAuth 2.1 handlers, and
+// what the token endpoints need around it.
+type oauthService struct {
+	// provider runs the protocol: /authorize (authorize.go) and the token
+	// endpoints call it.
+	provider fosite.OAuth2Provider
+	// fosite is provider's concrete type, for client authentication at the
+	// introspection endpoint (not part of fosite.OAuth2Provider).
+	fosite *fosite.Fosite
+	config *fosite.Config
+	store  *fositeStore
+	// codeSignature is fosite's storage key for an authorization code.
+	codeSignature func(ctx context.Context, code string) string
+	// accessSigner verifies our JWT access tokens (userinfo).
+	accessSigner *jwtSigner
+}
+
+// initOAuth composes fosite (fosite-notes §10, §15): authorization code with
+// PKCE (S256 only, for every client), refresh tokens rotated on every use,
+// client credentials, introspection, revocation, and OpenID Connect's
+// id_token for the code flow. Never implicit or password (OAuth 2.1 §10).
+func (s *Server) initOAuth() error {
+	ttl := func(d, def time.Duration) time.Duration {
+		if d <= 0 {
+			return def
+		}
+		return d
+	}
+	cfg := &fosite.Config{
+		AccessTokenLifespan:   ttl(s.cfg.AccessTokenTTL, defaultAccessTokenTTL),
+		RefreshTokenLifespan:  ttl(s.cfg.RefreshTokenTTL, defaultRefreshTokenTTL),
+		AuthorizeCodeLifespan: ttl(s.cfg.CodeTTL, defaultCodeTTL),
+		IDTokenLifespan:       defaultIDTokenTTL,
+		AccessTokenIssuer:     s.cfg.Issuer,
+		IDTokenIssuer:         s.cfg.Issuer,
+		TokenURL:              s.cfg.Issuer + "/token",
+		GlobalSecret:          s.subkey("fosite hmac", 32),
+		// OAuth 2.1 §4.1.1, RFC 7636: S256 for every client. Enforcing it
+		// also closes fosite's PKCE downgrade (fosite-notes §4).
+		EnforcePKCE:                    true,
+		EnablePKCEPlainChallengeMethod: false,
+		// Refresh tokens whenever the client has the refresh_token grant,
+		// without offline_access (fosite-notes §12).
+		RefreshTokenScopes: []string{},
+		JWTScopeClaimKey:   jwt.JWTScopeFieldString, // RFC 9068 §2.2.3: "scope", a string
+		// Audiences are exactly the canonical resource strings s.audience
+		// returns (RFC 8707).
+		AudienceMatchingStrategy: fosite.ExactAudienceMatchingStrategy,
+		// Every client is offered the server's scopes (clientView.GetScopes),
+		// matched exactly.
+		ScopeStrategy:       fosite.ExactScopeStrategy,
+		ClientSecretsHasher: clientSecretHasher{},
+		// state stays required with at least 8 characters (fosite's default).
+		MinParameterEntropy:        fosite.MinParameterEntropy,
+		SendDebugMessagesToClients: false,
+	}
+	hmacStrategy := compose.NewOAuth2HMACStrategy(cfg)
+	accessSigner := &jwtSigner{keys: s.keys, typ: typAccessToken}
+	idSigner := &jwtSigner{keys: s.keys, typ: typIDToken}
+	store := &fositeStore{DB: s.db, server: s, codeSignature: hmacStrategy.AuthorizeCodeSignature}
+	strategy := &compose.CommonStrategy{
+		CoreStrategy: &oauth2.DefaultJWTStrategy{
+			Signer:          accessSigner,
+			HMACSHAStrategy: hmacStrategy, // codes and refresh tokens stay opaque
+			Config:          cfg,
+		},
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: idSigner, Config: cfg},
+		Signer:                     idSigner, // id_token_hint
+	}
+	provider := compose.Compose(cfg, store, strategy,
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2PKCEFactory, // after the explicit code factory
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.OpenIDConnectExplicitFactory, // after the code factory
+	)
+	f, ok := provider.(*fosite.Fosite)
+	if !ok {
+		return fmt.Errorf("authz: compose returned %T, not *fosite.Fosite", provider)
+	}
+	s.oauth = &oauthService{
+		provider:      provider,
+		fosite:        f,
+		config:        cfg,
+		store:         store,
+		codeSignature: hmacStrategy.AuthorizeCodeSignature,
+		accessSigner:  accessSigner,
+	}
+	return nil
+}
+
+// ---- storage as fosite sees it ----
+
+// fositeStore is the storage fosite is composed with: storage.DB, plus the
+// per-request client view (withRedirectURI), OpenID Connect sessions keyed
+// by the code's signature, and PKCE records that outlive their first check.
+type fositeStore struct {
+	*storage.DB
+	server        *Server
+	codeSignature func(ctx context.Context, code string) string
+}
+
+var (
+	_ fosite.Storage                     = (*fositeStore)(nil)
+	_ oauth2.CoreStorage                 = (*fositeStore)(nil)
+	_ oauth2.TokenRevocationStorage      = (*fositeStore)(nil)
+	_ pkce.PKCERequestStorage            = (*fositeStore)(nil)
+	_ openid.OpenIDConnectRequestStorage = (*fositeStore)(nil)
+)
+
+type redirectURIKey struct{}
+
+// withRedirectURI returns ctx such that, for this request only, fosite's
+// GetClient sees the client with uri among its redirect URIs. /authorize
+// calls it after its own oauth.MatchRedirectURI check passed (loopback
+// redirect URIs match on any port, RFC 8252 §7.3), because fosite matches
+// only IP-literal loopback hosts and never localhost with another port
+// (fosite-notes §12).
+func withRedirectURI(ctx context.Context, uri string) context.Context {
+	return context.WithValue(ctx, redirectURIKey{}, uri)
+}
+
+// GetClient implements fosite.ClientManager: the stored client, seen through
+// clientView.
+func (st *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	fc, err := st.DB.GetClient(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := fc.(*storage.Client)
+	if !ok {
+		return nil, fmt.Errorf("get client %q: unexpected type %T", id, fc)
+	}
+	uri, _ := ctx.Value(redirectURIKey{}).(string)
+	return st.server.clientView(c, uri), nil
+}
+
+// DeletePKCERequestSession leaves the PKCE challenge in place. The code it
+// belongs to is single-use by itself (a conditional UPDATE when it is
+// exchanged), so the challenge needs no deleting; and keeping it means that
+// of several concurrent exchanges of one code, every one with the right
+// verifier reaches that UPDATE, where exactly one wins and the others, which
+// see the code used only after the winner committed, revoke the winner's
+// tokens (RFC 6749 §4.1.2). Deleting it, as fosite would, lets a loser fail
+// early on "no PKCE data" and the winner's tokens survive. fosite's
+// downgrade (fosite-notes §4) stays closed: EnforcePKCE refuses a missing
+// verifier, and a stored challenge is never dropped.
+func (st *fositeStore) DeletePKCERequestSession(context.Context, string) error { return nil }
+
+// CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage,
+// keyed by the code's signature like the code itself.
+func (st *fositeStore) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	return st.DB.CreateOIDCSession(ctx, st.codeSignature(ctx, code), r)
+}
+
+// GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (st *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
+	return st.DB.GetOIDCSession(ctx, st.codeSignature(ctx, code), r.GetSession())
+}
+
+// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (st *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	return st.DB.DeleteOIDCSession(ctx, st.codeSignature(ctx, code))
+}
+
+// clientView is a stored client as fosite sees it during one request.
+// Embedding keeps the optional interfaces visible (fosite.OpenIDConnectClient,
+// so token_endpoint_auth_method is enforced; fosite.ClientWithSecretRotation).
+type clientView struct {
+	*storage.Client
+	redirectURIs []string
+	scopes       []string
+	audience     []string
+}
+
+var (
+	_ fosite.Client                   = (*clientView)(nil)
+	_ fosite.OpenIDConnectClient      = (*clientView)(nil)
+	_ fosite.ClientWithSecretRotation = (*clientView)(nil)
+)
+
+// clientView builds the view of c: its redirect URIs plus extra (if not
+// empty); as scopes, every scope the server supports, because a client's
+// registered scope is a hint, not an allow-list (DESIGN §4: MCP step-up; the
+// user's consent decides, and client_credentials is checked in token.go);
+// as audience, its allowed resources, by default the MCP resource.
+func (s *Server) clientView(c *storage.Client, extra string) *clientView {
+	v := &clientView{Client: c, redirectURIs: c.RedirectURIs, audience: c.Audiences}
+	if extra != "" && !slices.Contains(v.redirectURIs, extra) {
+		v.redirectURIs = append(slices.Clip(slices.Clone(c.RedirectURIs)), extra)
+	}
+	for _, sc := range s.cfg.Scopes {
+		v.scopes = append(v.scopes, sc.Name)
+	}
+	if len(v.audience) == 0 {
+		v.audience = []string{s.cfg.MCPResource}
+	}
+	return v
+}
+
+// GetRedirectURIs implements fosite.Client.
+func (c *clientView) GetRedirectURIs() []string { return c.redirectURIs }
+
+// GetScopes implements fosite.Client.
+func (c *clientView) GetScopes() fosite.Arguments { return c.scopes }
+
+// GetAudience implements fosite.Client.
+func (c *clientView) GetAudience() fosite.Arguments { return c.audience }
+
+// storedClient returns the record behind a client fosite hands back.
+func storedClient(c fosite.Client) *storage.Client {
+	switch c := c.(type) {
+	case *clientView:
+		return c.Client
+	case *storage.Client:
+		return c
+	}
+	return nil
+}
+
+// ---- JWT signing over our key set ----
+
+// jwtSigner is fosite's jwt.Signer on our key set (fosite-notes §9): ES256,
+// kid in the header, one typ per signer, verification by kid so tokens
+// outlive key rotations. fosite's DefaultSigner would sign typ "JWT",
+// ignore kid and check only the current key.
+type jwtSigner struct {
+	keys KeySet
+	typ  string
+}
+
+var _ jwt.Signer = (*jwtSigner)(nil)
+
+// Generate signs claims. The header fosite passes is not used: the key set
+// writes alg, kid and typ (RFC 9068 §2.1) itself. iat is set to now, so a
+// token minted on refresh does not carry the first token's time.
+func (j *jwtSigner) Generate(_ context.Context, claims jwt.MapClaims, _ jwt.Mapper) (string, string, error) {
+	if claims == nil {
+		return "", "", errors.New("jwt: nil claims")
+	}
+	if _, ok := claims["iat"]; ok {
+		claims["iat"] = time.Now().Unix()
+	}
+	tok, err := j.keys.Sign(j.typ, map[string]any(claims))
+	if err != nil {
+		return "", "", err
+	}
+	return tok, tok[strings.LastIndexByte(tok, '.')+1:], nil
+}
+
+// Decode verifies token (signature by kid, alg, typ) and returns it with its
+// claims, checked for exp, iat and nbf. A bad signature or format is a
+// *jwt.ValidationError with ValidationErrorSignatureInvalid or
+// ValidationErrorMalformed; an expired token is returned together with a
+// ValidationErrorExpired error (fosite accepts an expired id_token_hint).
+func (j *jwtSigner) Decode(_ context.Context, token string) (*jwt.Token, error) {
+	payload, err := j.keys.Verify(token, j.typ)
+	if err != nil {
+		return &jwt.Token{}, &jwt.ValidationError{Errors: jwt.ValidationErrorSignatureInvalid, Inner: err}
+	}
+	hdr, err := base64.RawURLEncoding.DecodeString(token[:strings.IndexByte(token, '.')])
+	if err != nil {
+		return &jwt.Token{}, &jwt.ValidationError{Errors: jwt.ValidationErrorMalformed, Inner: err}
+	}
+	t := &jwt.Token{Header: map[string]any{}, Claims: jwt.MapClaims{}, Method: "ES256"}
+	if err := json.Unmarshal(hdr, &t.Header); err != nil {
+		return &jwt.Token{}, &jwt.ValidationError{Errors: jwt.ValidationErrorMalformed, Inner: err}
+	}
+	if err := t.Claims.UnmarshalJSON(payload); err != nil {
+		return &jwt.Token{}, &jwt.ValidationError{Errors: jwt.ValidationErrorMalformed, Inner: err}
+	}
+	if err := t.Claims.Valid(); err != nil {
+		return t, err
+	}
+	return t, nil
+}
+
+// Validate verifies token as Decode does and returns its signature.
+func (j *jwtSigner) Validate(ctx context.Context, token string) (string, error) {
+	if _, err := j.Decode(ctx, token); err != nil {
+		return "", err
+	}
+	return j.GetSignature(ctx, token)
+}
+
+// Hash is SHA-256.
+func (j *jwtSigner) Hash(_ context.Context, in []byte) ([]byte, error) {
+	h := sha256.Sum256(in)
+	return h[:], nil
+}
+
+// GetSignature returns the signature segment of a compact JWS, fosite's
+// storage key for a JWT access token.
+func (j *jwtSigner) GetSignature(_ context.Context, token string) (string, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", errors.New("jwt: not a compact JWS")
+	}
+	return parts[2], nil
+}
+
+// GetSigningMethodLength is SHA-256's size, as for ES256.
+func (j *jwtSigner) GetSigningMethodLength(context.Context) int { return sha256.Size }

@@ -1,0 +1,54 @@
+package authz
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/ory/fosite"
+
+	"github.com/mcpauth/mcpauth/authz/oauth"
+)
+
+// handleRevoke is the revocation endpoint (RFC 7009). The client
+// authenticates as at the token endpoint (a public client by its client_id).
+// Revoking a refresh token or an access token revokes the whole grant it
+// belongs to: every access and refresh token issued from the same
+// authorization (RFC 7009 §2.1: SHOULD for a refresh token, MAY for an
+// access token). An unknown, expired or already revoked
+// token, or one of another client, is answered 200 like a success (RFC 7009
+// §2.2: the client could not act on anything else).
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
+	noStore(w)
+	if err := parseOAuthForm(w, r); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	if err := s.allow(ctx, w, s.limits.token, "revoke", rateKey(r)); err != nil {
+		return err
+	}
+	for _, p := range []string{"token", "token_type_hint", "client_id", "client_secret"} {
+		if len(r.PostForm[p]) > 1 {
+			return &oauth.Error{Code: oauth.InvalidRequest, Description: "parameter " + p + " is repeated"}
+		}
+	}
+	if !clientNamed(r) {
+		return errNoClient
+	}
+	if r.PostForm.Get("token") == "" {
+		return &oauth.Error{Code: oauth.InvalidRequest, Description: "token is missing"}
+	}
+	// RFC 7009 §2.2.1 would have unsupported_token_type for a hint the
+	// server does not support; both hints are supported and any other is
+	// ignored (§2.1: the hint is only a hint).
+	err := s.oauth.provider.NewRevocationRequest(ctx, r)
+	switch {
+	case err == nil:
+	case errors.Is(err, fosite.ErrUnauthorizedClient):
+		// The token belongs to another client: nothing is revoked, and the
+		// answer must not tell whether the token exists.
+	default:
+		return s.fositeError(w, r, err)
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
