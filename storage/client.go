@@ -324,6 +324,25 @@ func (db *DB) CreateClient(ctx context.Context, c *Client) error {
 // UpdateClient replaces every field of the client with c.ID except CreatedAt and
 // sets UpdatedAt. A missing client gives ErrNotFound.
 func (db *DB) UpdateClient(ctx context.Context, c *Client) error {
+	return db.updateClient(ctx, c, nil)
+}
+
+// UpdateRegisteredClient is UpdateClient on the condition that the stored
+// registration_token_hash still equals tokenHash, the hash of the registration
+// access token the update was authenticated with (RFC 7592 §2.2). Of two
+// concurrent updates made with the same token, which both rotate it, only the
+// first succeeds; the other, like a missing client, gives ErrNotFound. An empty
+// tokenHash never matches.
+func (db *DB) UpdateRegisteredClient(ctx context.Context, c *Client, tokenHash []byte) error {
+	if len(tokenHash) == 0 {
+		return fmt.Errorf("update client %q: no registration token hash: %w", c.ID, ErrNotFound)
+	}
+	return db.updateClient(ctx, c, tokenHash)
+}
+
+// updateClient replaces the client's fields; a non-nil tokenHash must equal the
+// stored registration_token_hash.
+func (db *DB) updateClient(ctx context.Context, c *Client, tokenHash []byte) error {
 	if err := c.validate(); err != nil {
 		return fmt.Errorf("update client %q: %w", c.ID, err)
 	}
@@ -337,18 +356,32 @@ func (db *DB) UpdateClient(ctx context.Context, c *Client) error {
 			redirect_uris = $8, grant_types = $9, response_types = $10, scopes = $11, audiences = $12,
 			jwks = $13, jwks_uri = $14, metadata = $15, registration_token_hash = $16, source = $17,
 			last_used_at = $18, disabled_at = $19, updated_at = now()
-		WHERE id = $1
+		WHERE id = $1 AND ($20::bytea IS NULL OR registration_token_hash = $20)
 		RETURNING created_at, updated_at, secret_expires_at IS NOT NULL AND secret_expires_at <= now()`,
 		c.ID, c.SecretHash, nullString(c.SecretHashAlg), nonNilHashes(c.RotatedSecretHashes), c.SecretExpiresAt,
 		c.TokenEndpointAuthMethod, nullString(c.TokenEndpointAuthSigningAlg), nonNil(c.RedirectURIs), nonNil(c.GrantTypes),
 		nonNil(c.ResponseTypes), nonNil(c.Scopes), nonNil(c.Audiences), nullJSON(c.JWKS), nullString(c.JWKSURI), md,
-		c.RegistrationTokenHash, c.Source, c.LastUsedAt, c.DisabledAt,
+		c.RegistrationTokenHash, c.Source, c.LastUsedAt, c.DisabledAt, tokenHash,
 	).Scan(&c.CreatedAt, &c.UpdatedAt, &c.secretExpired)
 	if err != nil {
 		return dbErr(fmt.Sprintf("update client %q", c.ID), err)
 	}
 	c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
 	return c.parseJWKS()
+}
+
+// TouchClient records that the client was just used (a token was issued to
+// it), for the sweeper of unused clients. It writes at most once a minute per
+// client, so calling it on every token response costs a primary-key lookup
+// that changes nothing most of the time. A missing client is not an error.
+func (db *DB) TouchClient(ctx context.Context, id string) error {
+	_, err := db.q(ctx).Exec(ctx, `
+		UPDATE oauth_clients SET last_used_at = now()
+		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`, id)
+	if err != nil {
+		return dbErr(fmt.Sprintf("touch client %q", id), err)
+	}
+	return nil
 }
 
 // DeleteClient deletes the client and, by cascade, its codes, tokens and consents.
