@@ -98,6 +98,9 @@ func (s *Server) initSessions() error {
 		return fmt.Errorf("authz: issuer as trusted origin: %w", err)
 	}
 	s.sessions = ss
+	// Compute the dummy hash now, not during the first login that names an
+	// unknown user (which would then take twice as long as any other).
+	go dummyHash()
 	return nil
 }
 
