@@ -671,3 +671,29 @@ func TestLoginRehash(t *testing.T) {
 func loginArgonKey(password, salt string, t, m uint32, p uint8) string {
 	return base64.RawStdEncoding.EncodeToString(argon2.IDKey([]byte(password), []byte(salt), t, m, p, 32))
 }
+
+// FuzzSafeReturnTo checks that whatever return_to an attacker sends, the
+// login page redirects to the input itself or to "/", and that the result,
+// resolved against the login page as a browser would, stays on this host.
+func FuzzSafeReturnTo(f *testing.F) {
+	for _, s := range []string{"/", "/authorize?x=1", "//evil.com", "/\\evil.com", "https://evil.com", "/\t/x", "/%2F%2Fevil", "///x", "/.//evil"} {
+		f.Add(s)
+	}
+	base := &url.URL{Scheme: "https", Host: "as.example", Path: "/login"}
+	f.Fuzz(func(t *testing.T, in string) {
+		out := safeReturnTo(in)
+		if out != "/" && out != in {
+			t.Fatalf("safeReturnTo(%q) = %q: neither the input nor /", in, out)
+		}
+		if strings.HasPrefix(out, "//") || strings.ContainsAny(out, "\\\t\n\r") {
+			t.Fatalf("safeReturnTo(%q) = %q: a browser may read another host", in, out)
+		}
+		u, err := url.Parse(out)
+		if err != nil {
+			t.Fatalf("safeReturnTo(%q) = %q: does not parse: %v", in, out, err)
+		}
+		if got := base.ResolveReference(u); got.Host != "as.example" || got.Scheme != "https" || got.User != nil {
+			t.Fatalf("safeReturnTo(%q) = %q resolves to %v", in, out, got)
+		}
+	})
+}

@@ -129,3 +129,29 @@ func TestValidatePasswordAndUsername(t *testing.T) {
 		t.Errorf("GeneratePassword gave %q and %q", a, b)
 	}
 }
+
+// FuzzParseArgonHash checks that a stored hash, whatever it holds, never
+// makes a login ask for more than the bounded work, and that every hash we
+// accept round-trips its parameters.
+func FuzzParseArgonHash(f *testing.F) {
+	f.Add("$argon2id$v=19$m=19456,t=2,p=1$MDEyMzQ1Njc4OWFiY2RlZg$MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY")
+	f.Add("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5")
+	f.Add("$argon2id$v=19$m=4294967295,t=2,p=1$$")
+	f.Fuzz(func(t *testing.T, h string) {
+		p, err := parseArgonHash(h)
+		if err != nil {
+			return
+		}
+		if p.memory > maxArgonMemory || p.time > maxArgonTime || p.threads > maxArgonThreads || p.threads == 0 || p.time == 0 {
+			t.Fatalf("accepted unbounded parameters %+v from %q", p, h)
+		}
+		if len(p.salt) < 8 || len(p.key) < 16 || len(p.key) > 64 {
+			t.Fatalf("accepted salt %d / key %d bytes from %q", len(p.salt), len(p.key), h)
+		}
+		b64 := base64.RawStdEncoding
+		again := fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", p.memory, p.time, p.threads, b64.EncodeToString(p.salt), b64.EncodeToString(p.key))
+		if q, err := parseArgonHash(again); err != nil || q.memory != p.memory || q.time != p.time || q.threads != p.threads {
+			t.Fatalf("re-encoded %q does not parse back the same: %v", again, err)
+		}
+	})
+}
