@@ -820,3 +820,59 @@ func TestRegisterDefaultScopesMustBeSupported(t *testing.T) {
 		t.Errorf("New with an unsupported default scope = %v, want an error naming it", err)
 	}
 }
+
+// A registered confidential client authenticates at the token endpoint with
+// the secret it was given (fosite checks it through clientSecretHasher), with
+// the method it registered and no other; a registered public client cannot
+// use client_credentials; a successful grant marks the client used, so the
+// sweeper keeps it.
+func TestRegisteredClientAtTokenEndpoint(t *testing.T) {
+	s, hs := testServer(t, false, nil)
+	body := regMustRegister(t, hs, `{"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic", "scope": "mcp"}`)
+	id, secret := regString(t, body, "client_id"), regString(t, body, "client_secret")
+	token := func(user, pass string, form url.Values) regResponse {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, hs.URL+"/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if user != "" {
+			req.SetBasicAuth(url.QueryEscape(user), url.QueryEscape(pass))
+		}
+		res, err := hs.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		out := regResponse{status: res.StatusCode, header: res.Header, raw: raw}
+		_ = json.Unmarshal(raw, &out.body)
+		return out
+	}
+	cc := url.Values{"grant_type": {"client_credentials"}, "scope": {"mcp"}}
+	if r := token(id, secret+"x", cc); r.status != http.StatusUnauthorized || r.body["error"] != oauth.InvalidClient {
+		t.Errorf("wrong secret: %d %s, want 401 invalid_client", r.status, r.raw)
+	}
+	// Registered for client_secret_basic: the secret in the body is refused.
+	post := url.Values{"grant_type": {"client_credentials"}, "scope": {"mcp"}, "client_id": {id}, "client_secret": {secret}}
+	if r := token("", "", post); r.status == http.StatusOK {
+		t.Errorf("client_secret_post accepted for a client_secret_basic client: %s", r.raw)
+	}
+	if c, _ := s.db.Client(t.Context(), id); c == nil || c.LastUsedAt != nil {
+		t.Fatalf("client used before any grant: %+v", c)
+	}
+	r := token(id, secret, cc)
+	if r.status != http.StatusOK {
+		t.Fatalf("client_credentials with the registered secret: %d %s", r.status, r.raw)
+	}
+	if _, ok := r.body["access_token"].(string); !ok {
+		t.Errorf("no access_token in %s", r.raw)
+	}
+	if c, _ := s.db.Client(t.Context(), id); c == nil || c.LastUsedAt == nil {
+		t.Error("a successful grant did not mark the client used")
+	}
+
+	pub := regMustRegister(t, hs, `{"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}`)
+	r = token("", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {regString(t, pub, "client_id")}})
+	if r.status == http.StatusOK {
+		t.Errorf("public client obtained client_credentials: %s", r.raw)
+	}
+}
