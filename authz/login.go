@@ -117,7 +117,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	p := loginPage{
 		ReturnTo: safeReturnTo(r.PostForm.Get("return_to")),
-		Username: r.PostForm.Get("username"),
+		Username: strings.TrimSpace(r.PostForm.Get("username")),
 	}
 	if len(p.Username) > 256 {
 		p.Username = p.Username[:256]
