@@ -27,6 +27,11 @@ const (
 	defaultRefreshTokenTTL = 30 * 24 * time.Hour
 	defaultCodeTTL         = time.Minute
 	defaultIDTokenTTL      = time.Hour
+	// refreshTokenGrace is how long after its rotation a refresh token still
+	// works, if it is its grant's immediately previous one: long enough for
+	// a client whose refresh response was lost to retry, too short to be
+	// worth stealing (storage.GetRefreshTokenSessionGrace).
+	refreshTokenGrace = 10 * time.Second
 )
 
 // JWT typ header values (RFC 8725 §3.11 explicit typing): an access token
@@ -95,7 +100,7 @@ func (s *Server) initOAuth() error {
 	hmacStrategy := compose.NewOAuth2HMACStrategy(cfg)
 	accessSigner := &jwtSigner{keys: s.keys, typ: typAccessToken}
 	idSigner := &jwtSigner{keys: s.keys, typ: typIDToken}
-	store := &fositeStore{DB: s.db, server: s, codeSignature: hmacStrategy.AuthorizeCodeSignature}
+	store := &fositeStore{DB: s.db, server: s, codeSignature: hmacStrategy.AuthorizeCodeSignature, refreshGrace: refreshTokenGrace}
 	strategy := &compose.CommonStrategy{
 		CoreStrategy: &oauth2.DefaultJWTStrategy{
 			Signer:          accessSigner,
@@ -133,11 +138,13 @@ func (s *Server) initOAuth() error {
 
 // fositeStore is the storage fosite is composed with: storage.DB, plus the
 // per-request client view (withRedirectURI), OpenID Connect sessions keyed
-// by the code's signature, and PKCE records that outlive their first check.
+// by the code's signature, PKCE records that outlive their first check, and
+// a grace window for the immediately previous refresh token.
 type fositeStore struct {
 	*storage.DB
 	server        *Server
 	codeSignature func(ctx context.Context, code string) string
+	refreshGrace  time.Duration
 }
 
 var (
@@ -186,6 +193,22 @@ func (st *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client,
 // downgrade (fosite-notes §4) stays closed: EnforcePKCE refuses a missing
 // verifier, and a stored challenge is never dropped.
 func (st *fositeStore) DeletePKCERequestSession(context.Context, string) error { return nil }
+
+// GetRefreshTokenSession implements oauth2.RefreshTokenStorage: a rotated
+// refresh token still works for refreshGrace if it is its grant's
+// immediately previous one (a client retrying after a lost response); any
+// other rotated token is reuse, and fosite revokes the grant (OAuth 2.1
+// §4.3.1). Revocation and introspection see the same.
+func (st *fositeStore) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	return st.DB.GetRefreshTokenSessionGrace(ctx, signature, session, st.refreshGrace)
+}
+
+// RotateRefreshToken implements oauth2.RefreshTokenStorage with the same
+// grace: rotating the previous token again retires the token its first
+// rotation issued.
+func (st *fositeStore) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
+	return st.DB.RotateRefreshTokenGrace(ctx, requestID, signature, st.refreshGrace)
+}
 
 // CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage,
 // keyed by the code's signature like the code itself.

@@ -437,7 +437,8 @@ func TestTokenCodeConcurrent(t *testing.T) {
 }
 
 // TestTokenRefresh: refresh tokens rotate on every use; a rotated one used
-// again revokes the whole grant (OAuth 2.1 §4.3.1).
+// again (other than the immediately previous one within its grace window)
+// revokes the whole grant (OAuth 2.1 §4.3.1).
 func TestTokenRefresh(t *testing.T) {
 	e := newTokEnv(t, nil)
 	secret := e.client(tokClient{id: "web", confidential: true})
@@ -465,21 +466,109 @@ func TestTokenRefresh(t *testing.T) {
 	if e.active("web", secret, first.str("access_token")) {
 		t.Errorf("the first access token survived rotation")
 	}
-	if !e.active("web", secret, second.str("access_token")) {
+	third := e.refresh("web", secret, second.str("refresh_token"), nil)
+	if third.status != http.StatusOK {
+		t.Fatalf("second refresh: %d %s", third.status, third.raw)
+	}
+	if !e.active("web", secret, third.str("access_token")) {
 		t.Fatalf("the new access token is not active")
 	}
 
-	// Reuse of the rotated refresh token: invalid_grant, and the grant is gone.
+	// Reuse of a rotated refresh token that is not the previous one:
+	// invalid_grant, and the grant is gone.
 	wantError(t, e.refresh("web", secret, first.str("refresh_token"), nil), http.StatusBadRequest, "invalid_grant")
-	if e.active("web", secret, second.str("access_token")) {
+	if e.active("web", secret, third.str("access_token")) {
 		t.Errorf("access token still active after refresh token reuse")
 	}
+	wantError(t, e.refresh("web", secret, third.str("refresh_token"), nil), http.StatusBadRequest, "invalid_grant")
 	wantError(t, e.refresh("web", secret, second.str("refresh_token"), nil), http.StatusBadRequest, "invalid_grant")
 
 	// Another client cannot use the refresh token.
 	other := e.client(tokClient{id: "other", confidential: true})
-	third := e.exchange("web", secret, e.authorize("web", []string{"mcp"}, nil), nil)
-	wantError(t, e.refresh("other", other, third.str("refresh_token"), nil), http.StatusBadRequest, "invalid_grant")
+	fourth := e.exchange("web", secret, e.authorize("web", []string{"mcp"}, nil), nil)
+	wantError(t, e.refresh("other", other, fourth.str("refresh_token"), nil), http.StatusBadRequest, "invalid_grant")
+}
+
+// TestTokenRefreshGrace: a client that lost a refresh response may retry
+// with the previous refresh token for a few seconds; the token it lost then
+// counts as reused. After the window the retry is reuse.
+func TestTokenRefreshGrace(t *testing.T) {
+	e := newTokEnv(t, nil)
+	secret := e.client(tokClient{id: "web", confidential: true})
+	grant := func() tokResponse {
+		t.Helper()
+		r := e.exchange("web", secret, e.authorize("web", []string{"mcp"}, nil), nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("exchange: %d %s", r.status, r.raw)
+		}
+		return r
+	}
+
+	first := grant()
+	lost := e.refresh("web", secret, first.str("refresh_token"), nil)
+	if lost.status != http.StatusOK {
+		t.Fatalf("refresh: %d %s", lost.status, lost.raw)
+	}
+	retry := e.refresh("web", secret, first.str("refresh_token"), nil)
+	if retry.status != http.StatusOK {
+		t.Fatalf("retry within the grace window: %d %s", retry.status, retry.raw)
+	}
+	if !e.active("web", secret, retry.str("access_token")) || e.active("web", secret, lost.str("access_token")) {
+		t.Errorf("after the retry: the retry's access token must be active, the lost one not")
+	}
+	// The lost refresh token is dead, and presenting it is reuse.
+	wantError(t, e.refresh("web", secret, lost.str("refresh_token"), nil), http.StatusBadRequest, "invalid_grant")
+	if e.active("web", secret, retry.str("refresh_token")) {
+		t.Errorf("grant not revoked after the lost refresh token was presented")
+	}
+
+	// After the window, the previous token is reuse.
+	first = grant()
+	next := e.refresh("web", secret, first.str("refresh_token"), nil)
+	if _, err := e.s.db.Pool().Exec(t.Context(),
+		`UPDATE oauth_refresh_tokens SET used_at = used_at - interval '1 minute' WHERE used_at IS NOT NULL`); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, e.refresh("web", secret, first.str("refresh_token"), nil), http.StatusBadRequest, "invalid_grant")
+	if e.active("web", secret, next.str("refresh_token")) {
+		t.Errorf("grant not revoked after a retry past the window")
+	}
+}
+
+// TestTokenRefreshConcurrent: parallel refreshes with one refresh token
+// (tabs of one client) never fail with a server error and leave exactly one
+// live refresh token.
+func TestTokenRefreshConcurrent(t *testing.T) {
+	e := newTokEnv(t, nil)
+	secret := e.client(tokClient{id: "web", confidential: true})
+	g := e.exchange("web", secret, e.authorize("web", []string{"mcp"}, nil), nil)
+	const n = 10
+	results := make([]tokResponse, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			results[i] = e.refresh("web", secret, g.str("refresh_token"), nil)
+		})
+	}
+	close(start)
+	wg.Wait()
+	live := 0
+	for _, r := range results {
+		switch {
+		case r.status == http.StatusOK:
+			if e.active("web", secret, r.str("refresh_token")) {
+				live++
+			}
+		case r.status == http.StatusBadRequest && (r.str("error") == "invalid_request" || r.str("error") == "invalid_grant"):
+		default:
+			t.Errorf("refresh: %d %s", r.status, r.raw)
+		}
+	}
+	if live != 1 {
+		t.Errorf("%d live refresh tokens after parallel refreshes, want 1", live)
+	}
 }
 
 // TestTokenRefreshResource: a resource on refresh must be part of the

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -314,8 +315,19 @@ func (db *DB) RevokeAccessToken(ctx context.Context, requestID string) error {
 
 // ---- refresh tokens (oauth2.RefreshTokenStorage, oauth2.TokenRevocationStorage) ----
 
-const selectRefresh = `SELECT ` + grantColumns + `, t.active, ` + clientColumns +
+// selectRefresh reads a refresh token; its active column is true for an active
+// token and for the immediately previous token of its grant within the grace
+// window of $2 seconds (inGrace).
+const selectRefresh = `SELECT ` + grantColumns + `, t.active OR (` + inGrace + `), ` + clientColumns +
 	` FROM oauth_refresh_tokens t JOIN oauth_clients c ON c.id = t.client_id WHERE t.sig_hash = $1`
+
+// inGrace holds for the rotated refresh token t when it was rotated less than $2
+// seconds ago, no token of its grant was rotated after it, and its grant still
+// has an active token (it was not revoked). With $2 = 0 it never holds.
+const inGrace = `$2::float8 > 0 AND NOT t.active AND t.used_at IS NOT NULL
+	AND t.used_at > now() - make_interval(secs => $2::float8)
+	AND NOT EXISTS (SELECT 1 FROM oauth_refresh_tokens n WHERE n.request_id = t.request_id AND n.used_at > t.used_at)
+	AND EXISTS (SELECT 1 FROM oauth_refresh_tokens a WHERE a.request_id = t.request_id AND a.active)`
 
 // CreateRefreshTokenSession stores a refresh token paired with the access token
 // issued with it (accessSignature may be empty).
@@ -342,11 +354,21 @@ func (db *DB) CreateRefreshTokenSession(ctx context.Context, signature, accessSi
 // fosite's reuse detection revokes the whole grant (OAuth 2.1 §4.3.1, RFC 9700
 // §4.14.2: refresh token rotation with replay detection).
 func (db *DB) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	return db.GetRefreshTokenSessionGrace(ctx, signature, session, 0)
+}
+
+// GetRefreshTokenSessionGrace is GetRefreshTokenSession with a grace window:
+// a rotated token still counts as active for grace after its rotation, so a
+// client whose refresh response was lost can retry, but only while it is the
+// grant's immediately previous token (the most recently rotated one, and the
+// grant still has an active token: a revoked grant has none). Older tokens and
+// tokens of revoked grants are inactive at once (django-oauth-toolkit#1617).
+func (db *DB) GetRefreshTokenSessionGrace(ctx context.Context, signature string, session fosite.Session, grace time.Duration) (fosite.Requester, error) {
 	var (
 		s      grantScan
 		active bool
 	)
-	if err := db.q(ctx).QueryRow(ctx, selectRefresh, sigHash(signature)).Scan(s.dest(&active)...); err != nil {
+	if err := db.q(ctx).QueryRow(ctx, selectRefresh, sigHash(signature), grace.Seconds()).Scan(s.dest(&active)...); err != nil {
 		return nil, dbErr("get refresh token", err)
 	}
 	req, err := s.request(session)
@@ -371,6 +393,17 @@ func (db *DB) DeleteRefreshTokenSession(ctx context.Context, signature string) e
 // a concurrent request rotated it first, 0 rows change and the result is
 // fosite.ErrSerializationFailure (fosite answers "retry").
 func (db *DB) RotateRefreshToken(ctx context.Context, requestID, refreshTokenSignature string) error {
+	return db.RotateRefreshTokenGrace(ctx, requestID, refreshTokenSignature, 0)
+}
+
+// RotateRefreshTokenGrace is RotateRefreshToken with the grace window of
+// GetRefreshTokenSessionGrace: rotating the grant's immediately previous token
+// within grace after its rotation (a client retrying a refresh whose response it
+// lost) retires, instead, the token that rotation issued and its access token.
+// That token is left inactive without a use time, so presenting it later counts
+// as reuse and revokes the grant. The previous token's own use time is not moved,
+// so retries never extend the window.
+func (db *DB) RotateRefreshTokenGrace(ctx context.Context, requestID, refreshTokenSignature string, grace time.Duration) error {
 	if _, err := uuid.Parse(requestID); err != nil {
 		return fmt.Errorf("rotate refresh token: request id is not a UUID: %w", fosite.ErrNotFound)
 	}
@@ -387,11 +420,31 @@ func (db *DB) RotateRefreshToken(ctx context.Context, requestID, refreshTokenSig
 	if err != nil {
 		return dbErr("rotate refresh token", err)
 	}
+	if n == 0 && grace > 0 {
+		err = db.q(ctx).QueryRow(ctx, `
+			WITH prev AS (
+				SELECT 1 FROM oauth_refresh_tokens t WHERE t.sig_hash = $1 AND t.request_id = $2 AND (`+inGraceRotate+`)
+			), retired AS (
+				UPDATE oauth_refresh_tokens s SET active = false
+				WHERE s.request_id = $2 AND s.active AND EXISTS (SELECT 1 FROM prev)
+				RETURNING s.access_sig_hash
+			), deleted AS (
+				DELETE FROM oauth_access_tokens a USING retired r WHERE a.sig_hash = r.access_sig_hash
+			)
+			SELECT count(*) FROM retired`, sigHash(refreshTokenSignature), requestID, grace.Seconds()).Scan(&n)
+		if err != nil {
+			return dbErr("rotate refresh token in grace", err)
+		}
+	}
 	if n == 0 {
 		return fmt.Errorf("rotate refresh token: not active: %w", fosite.ErrSerializationFailure)
 	}
 	return nil
 }
+
+// inGraceRotate is inGrace with the grace in $3 (the statement's $2 is the
+// request id).
+var inGraceRotate = strings.ReplaceAll(inGrace, "$2", "$3")
 
 // RevokeRefreshToken marks every active refresh token of the request (grant)
 // requestID inactive. The rows stay, so a later use is still detected as reuse;
