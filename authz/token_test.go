@@ -340,6 +340,21 @@ func TestTokenCodeExchange(t *testing.T) {
 	wantError(t, e.refresh("public-app", "", tok.RefreshToken, nil), http.StatusBadRequest, "invalid_grant")
 }
 
+// TestTokenCodeMismatch: a code is redeemed only by its client, with its
+// redirect URI (RFC 6749 §4.1.3), and a failed attempt burns nothing.
+func TestTokenCodeMismatch(t *testing.T) {
+	e := newTokEnv(t, nil)
+	e.client(tokClient{id: "app"})
+	e.client(tokClient{id: "thief"})
+	code := e.authorize("app", []string{"mcp"}, nil)
+	wantError(t, e.exchange("thief", "", code, nil), http.StatusBadRequest, "invalid_grant")
+	wantError(t, e.exchange("app", "", code, url.Values{"redirect_uri": {"http://127.0.0.1:9999/other"}}), http.StatusBadRequest, "invalid_grant")
+	wantError(t, e.exchange("app", "", code, url.Values{"resource": {"https://elsewhere.example/mcp"}}), http.StatusBadRequest, "invalid_target")
+	if r := e.exchange("app", "", code, url.Values{"resource": {e.s.cfg.MCPResource}}); r.status != http.StatusOK {
+		t.Errorf("the rightful exchange after failed ones: %d %s", r.status, r.raw)
+	}
+}
+
 // TestTokenLoopbackAnyPort: withRedirectURI lets fosite accept a localhost
 // redirect URI on another port than the registered one (RFC 8252 §7.3),
 // which fosite alone refuses.
@@ -614,6 +629,9 @@ func TestTokenClientCredentials(t *testing.T) {
 	}
 	if r.str("refresh_token") != "" {
 		t.Errorf("client_credentials issued a refresh token")
+	}
+	if r.header.Get("Cache-Control") != "no-store" || r.header.Get("Pragma") != "no-cache" {
+		t.Errorf("Cache-Control %q, Pragma %q; want no-store, no-cache (RFC 6749 §5.1)", r.header.Get("Cache-Control"), r.header.Get("Pragma"))
 	}
 	_, claims := e.jwt(r.str("access_token"), "at+jwt")
 	want := map[string]any{"sub": "svc", "client_id": "svc", "scope": "mcp", "aud": []any{e.s.cfg.MCPResource}, "iss": e.s.cfg.Issuer}
