@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,7 +38,6 @@ var authorizeParams = []string{
 // answer goes to the client's redirect URI with state and iss (RFC 9207).
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer")
 	if err := s.allow(r.Context(), w, s.limits.authorize, "authorize", clientIP(r)); err != nil {
 		s.authorizePage(w, r, http.StatusTooManyRequests, "Too many requests", "Too many sign-in attempts from your network. Wait a minute and try again.")
 		return
@@ -92,21 +92,43 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		ar.SetRequestedScopes(s.cfg.DefaultScopes)
 	}
 
-	user, err := s.currentUser(r)
+	bs, sid, err := s.currentSession(r)
 	if err != nil {
-		s.log.ErrorContext(ctx, "authorize: session lookup", "err", err)
 		fail(&oauth.Error{Code: oauth.ServerError, Description: "internal error", Status: http.StatusInternalServerError, Err: err})
 		return
 	}
 	prompt := strings.Fields(r.Form.Get("prompt"))
-	if user == nil {
-		if slices.Contains(prompt, "none") {
-			fail(&oauth.Error{Code: "login_required", Description: "the user is not signed in"})
-			return
-		}
-		s.loginFor(w, r)
+	fresh, err := s.freshLoginNeeded(bs, prompt, r.Form.Get("max_age"))
+	if err != nil {
+		fail(err)
 		return
 	}
+	if bs == nil || fresh {
+		if slices.Contains(prompt, "none") {
+			fail(&oauth.Error{Code: "login_required", Description: "the user must sign in"})
+			return
+		}
+		if fresh {
+			// OIDC Core §3.1.2.1: prompt=login and an exceeded max_age
+			// require the user to authenticate again; the session ends, and
+			// the request comes back without prompt=login and max_age (the
+			// sign-in they ask for will just have happened).
+			if err := s.db.DeleteBrowserSession(ctx, sid); err != nil {
+				fail(err)
+				return
+			}
+			prompt = slices.DeleteFunc(prompt, func(p string) bool { return p == "login" })
+			r.Form.Set("prompt", strings.Join(prompt, " "))
+			r.Form.Del("max_age")
+		}
+		back := carried(r.Form)
+		if len(prompt) == 0 {
+			back.Del("prompt")
+		}
+		http.Redirect(w, r, "/login?"+url.Values{"return_to": {"/authorize?" + back.Encode()}}.Encode(), http.StatusSeeOther)
+		return
+	}
+	user := bs.User
 
 	grantable, unavailable := s.grantableScopes(ar.GetRequestedScopes(), user)
 	if len(grantable) == 0 {
@@ -138,7 +160,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			fail(err)
 			return
 		}
-		s.grant(w, r, ctx, ar, user, granted, aud)
+		s.grant(w, r, ctx, ar, user, bs.CreatedAt, granted, aud)
 		return
 	}
 
@@ -148,7 +170,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		c, err := s.db.Consent(ctx, user.ID, client.ID)
 		switch {
 		case err == nil && subset(grantable, c.Scopes) && subset(aud, c.Audiences):
-			s.grant(w, r, ctx, ar, user, grantable, aud)
+			s.grant(w, r, ctx, ar, user, bs.CreatedAt, grantable, aud)
 			return
 		case err != nil && !errors.Is(err, storage.ErrNotFound):
 			fail(err)
@@ -160,6 +182,27 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.renderConsent(w, r, client, redirectURI, user, grantable, unavailable)
+}
+
+// freshLoginNeeded reports whether the signed-in session bs is not enough:
+// the client asked for prompt=login, or the sign-in is older than max_age
+// seconds (OIDC Core §3.1.2.1).
+func (s *Server) freshLoginNeeded(bs *storage.BrowserSession, prompt []string, maxAge string) (bool, error) {
+	var limit time.Duration = -1
+	if maxAge != "" {
+		n, err := strconv.ParseUint(maxAge, 10, 31)
+		if err != nil {
+			return false, &oauth.Error{Code: oauth.InvalidRequest, Description: "max_age must be a number of seconds"}
+		}
+		limit = time.Duration(n) * time.Second
+	}
+	if bs == nil {
+		return false, nil
+	}
+	if slices.Contains(prompt, "login") {
+		return true, nil
+	}
+	return limit >= 0 && s.cfg.Now().Sub(bs.CreatedAt) > limit, nil
 }
 
 // checkPKCE requires an S256 code challenge (OAuth 2.1 §4.1.1, RFC 7636
@@ -235,14 +278,14 @@ func (s *Server) scope(name string) (Scope, bool) {
 
 // grant issues the authorization code for scopes and audience and sends
 // the browser back to the client with code, state and iss.
-func (s *Server) grant(w http.ResponseWriter, r *http.Request, ctx context.Context, ar fosite.AuthorizeRequester, user *storage.User, scopes, aud []string) {
+func (s *Server) grant(w http.ResponseWriter, r *http.Request, ctx context.Context, ar fosite.AuthorizeRequester, user *storage.User, authTime time.Time, scopes, aud []string) {
 	for _, sc := range scopes {
 		ar.GrantScope(sc)
 	}
 	for _, a := range aud {
 		ar.GrantAudience(a)
 	}
-	resp, err := s.oauth.provider.NewAuthorizeResponse(ctx, ar, s.newSession(user, ar.GetClient().GetID(), time.Now()))
+	resp, err := s.oauth.provider.NewAuthorizeResponse(ctx, ar, s.newSession(user, ar.GetClient().GetID(), authTime))
 	if err != nil {
 		s.authorizeRedirectError(w, r, ar.GetRedirectURI().String(), err)
 		return
@@ -284,16 +327,6 @@ func (s *Server) authorizeRedirectError(w http.ResponseWriter, r *http.Request, 
 	u.RawQuery = q.Encode()
 	u.Fragment = ""
 	http.Redirect(w, r, u.String(), http.StatusSeeOther)
-}
-
-// loginFor sends the browser to sign in and come back to this same
-// authorization request. A POST is turned into the equivalent GET.
-func (s *Server) loginFor(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodGet {
-		s.redirectToLogin(w, r)
-		return
-	}
-	http.Redirect(w, r, "/login?return_to="+url.QueryEscape("/authorize?"+carried(r.Form).Encode()), http.StatusSeeOther)
 }
 
 // carried is the part of form that login and consent carry along.

@@ -404,3 +404,41 @@ var (
 	azInputRE   = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
 	azCheckedRE = regexp.MustCompile(`<input type="checkbox" name="grant_scope" value="([^"]+)" checked>`)
 )
+
+// TestAuthorizeFreshLogin: prompt=login and an exceeded max_age end the
+// session and send the user to sign in again, then back to the request.
+func TestAuthorizeFreshLogin(t *testing.T) {
+	e := azSetup(t)
+	for name, over := range map[string]map[string]string{
+		"prompt=login": {"prompt": "login"},
+		"max_age=0":    {"max_age": "0"},
+	} {
+		c := e.signedInClient(t, "bob")
+		r := e.do(t, c, "GET", "/authorize?"+e.params(over).Encode(), nil, nil)
+		loc := r.Header.Get("Location")
+		if r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/login?") {
+			t.Fatalf("%s: %s → %q", name, r.Status, loc)
+		}
+		if e.signedIn(t, c) != "" {
+			t.Errorf("%s: the old session still works", name)
+		}
+		back := mustURL(t, loc).Query().Get("return_to")
+		if q := mustURL(t, back).Query(); q.Has("prompt") || q.Has("max_age") || q.Get("client_id") != e.clientID {
+			t.Errorf("%s: return_to = %q", name, back)
+		}
+		if r := e.login(t, c, "bob", loginPassword, back); r.Header.Get("Location") != back {
+			t.Fatalf("%s: after login: %s → %q", name, r.Status, r.Header.Get("Location"))
+		}
+		if r := e.do(t, c, "GET", back, nil, nil); r.StatusCode != http.StatusOK || !strings.Contains(r.body, `name="decision"`) {
+			t.Errorf("%s: after a fresh login: %s", name, r.Status)
+		}
+	}
+	// A recent enough sign-in satisfies max_age.
+	c := e.signedInClient(t, "bob")
+	if r := e.do(t, c, "GET", "/authorize?"+e.params(map[string]string{"max_age": "3600"}).Encode(), nil, nil); r.StatusCode != http.StatusOK {
+		t.Errorf("max_age=3600 right after sign-in: %s", r.Status)
+	}
+	if q := e.redirected(t, e.do(t, c, "GET", "/authorize?"+e.params(map[string]string{"max_age": "soon"}).Encode(), nil, nil), e.redirect); q.Get("error") != "invalid_request" {
+		t.Errorf("max_age=soon: %v", q)
+	}
+}

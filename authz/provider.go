@@ -21,12 +21,16 @@ import (
 	"github.com/mcpauth/mcpauth/storage"
 )
 
+// IDTokenTTL is the lifetime of an id_token. A retired signing key stays
+// published until the longest-lived token it signed has expired, so
+// cmd/mcpauth counts it in the key set's MaxTokenTTL.
+const IDTokenTTL = time.Hour
+
 // Token lifetimes when the Config leaves them zero.
 const (
 	defaultAccessTokenTTL  = 10 * time.Minute
 	defaultRefreshTokenTTL = 30 * 24 * time.Hour
 	defaultCodeTTL         = time.Minute
-	defaultIDTokenTTL      = time.Hour
 	// refreshTokenGrace is how long after its rotation a refresh token still
 	// works, if it is its grant's immediately previous one: long enough for
 	// a client whose refresh response was lost to retry, too short to be
@@ -73,7 +77,7 @@ func (s *Server) initOAuth() error {
 		AccessTokenLifespan:   ttl(s.cfg.AccessTokenTTL, defaultAccessTokenTTL),
 		RefreshTokenLifespan:  ttl(s.cfg.RefreshTokenTTL, defaultRefreshTokenTTL),
 		AuthorizeCodeLifespan: ttl(s.cfg.CodeTTL, defaultCodeTTL),
-		IDTokenLifespan:       defaultIDTokenTTL,
+		IDTokenLifespan:       IDTokenTTL,
 		AccessTokenIssuer:     s.cfg.Issuer,
 		IDTokenIssuer:         s.cfg.Issuer,
 		TokenURL:              s.cfg.Issuer + "/token",
