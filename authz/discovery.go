@@ -21,7 +21,10 @@ type metadata struct {
 	GrantTypesSupported               []string `json:"grant_types_supported,omitempty"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 	RevocationEndpoint                string   `json:"revocation_endpoint,omitempty"`
+	RevocationAuthMethodsSupported    []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
 	IntrospectionEndpoint             string   `json:"introspection_endpoint,omitempty"`
+	IntrospectionAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
+	UserinfoEndpoint                  string   `json:"userinfo_endpoint,omitempty"`
 	// RFC 7636 §6.2; MCP clients refuse to proceed without it, and only
 	// S256 is offered (OAuth 2.1 §7.5.2).
 	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
@@ -31,24 +34,45 @@ type metadata struct {
 	// OpenID Connect Discovery 1.0 §3; only in openid-configuration.
 	SubjectTypesSupported            []string `json:"subject_types_supported,omitempty"`
 	IDTokenSigningAlgValuesSupported []string `json:"id_token_signing_alg_values_supported,omitempty"`
+	ClaimsSupported                  []string `json:"claims_supported,omitempty"`
 }
 
 // renderMetadata renders both discovery documents once, at start.
 func (s *Server) renderMetadata() (as, oidc []byte, err error) {
 	iss := s.cfg.Issuer
+	scopes := make([]string, len(s.cfg.Scopes))
+	for i, sc := range s.cfg.Scopes {
+		scopes[i] = sc.Name
+	}
+	// Public clients authenticate with none; confidential ones with their
+	// secret (RFC 7591 §2). MCP clients pick none only if it is listed.
+	clientAuth := []string{"client_secret_basic", "client_secret_post", "none"}
 	md := metadata{
-		Issuer:                        iss,
-		JWKSURI:                       iss + "/jwks.json",
-		ResponseTypesSupported:        []string{"code"},
-		ResponseModesSupported:        []string{"query"},
-		CodeChallengeMethodsSupported: []string{"S256"},
+		Issuer:                            iss,
+		AuthorizationEndpoint:             iss + "/authorize",
+		TokenEndpoint:                     iss + "/token",
+		JWKSURI:                           iss + "/jwks.json",
+		RegistrationEndpoint:              iss + "/register",
+		ScopesSupported:                   scopes,
+		ResponseTypesSupported:            []string{"code"},
+		ResponseModesSupported:            []string{"query"},
+		GrantTypesSupported:               []string{"authorization_code", "refresh_token", "client_credentials"},
+		TokenEndpointAuthMethodsSupported: clientAuth,
+		RevocationEndpoint:                iss + "/revoke",
+		RevocationAuthMethodsSupported:    clientAuth,
+		IntrospectionEndpoint:             iss + "/introspect",
+		// RFC 7662 §2.1: only confidential clients may introspect.
+		IntrospectionAuthMethodsSupported:          []string{"client_secret_basic", "client_secret_post"},
+		CodeChallengeMethodsSupported:              []string{"S256"},
 		AuthorizationResponseISSParameterSupported: true,
 	}
 	if as, err = json.Marshal(md); err != nil {
 		return nil, nil, fmt.Errorf("render metadata: %w", err)
 	}
+	md.UserinfoEndpoint = iss + "/userinfo"
 	md.SubjectTypesSupported = []string{"public"}
 	md.IDTokenSigningAlgValuesSupported = []string{"ES256"}
+	md.ClaimsSupported = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "preferred_username"}
 	if oidc, err = json.Marshal(md); err != nil {
 		return nil, nil, fmt.Errorf("render openid-configuration: %w", err)
 	}

@@ -34,7 +34,7 @@ func newTestServer(t *testing.T, issuer string) (*Server, *httptest.Server) {
 	if issuer == "" {
 		issuer = "http://" + hs.Listener.Addr().String()
 	}
-	s, err := New(Config{Issuer: issuer, MCPResource: issuer + "/mcp", Secret: make([]byte, 32), JWKSMaxAge: 300e9},
+	s, err := New(Config{Issuer: issuer, MCPResource: issuer + "/mcp", Secret: make([]byte, 32), Scopes: testScopes, DefaultScopes: []string{"mcp"}, JWKSMaxAge: 300e9},
 		nil, fakeKeys{jwks: func() []byte { return []byte(`{"keys":[]}`) }}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -91,10 +91,11 @@ func TestMetadataGolden(t *testing.T) {
 	}
 }
 
-// TestMetadataListsOnlyRealEndpoints: every URL in the metadata answers.
+// TestMetadataListsOnlyRealEndpoints: every URL in the metadata is routed
+// (a GET may be refused with 405 or 401, but never 404).
 func TestMetadataListsOnlyRealEndpoints(t *testing.T) {
-	_, hs := newTestServer(t, "")
-	resp, err := http.Get(hs.URL + "/.well-known/oauth-authorization-server")
+	_, hs := testServer(t, false, nil)
+	resp, err := http.Get(hs.URL + "/.well-known/openid-configuration")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestMetadataListsOnlyRealEndpoints(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.Body.Close()
-		if r.StatusCode != http.StatusOK {
+		if r.StatusCode == http.StatusNotFound {
 			t.Errorf("%s = %s answers %s", field, u, r.Status)
 		}
 	}

@@ -66,10 +66,24 @@ type limits struct {
 	register, token, authorize, loginIP, loginUser *limiter.Limiter
 }
 
+// DefaultRateLimits are the budgets used where RateLimits leaves a zero
+// Rate. Per client or IP, they are generous enough for many users behind
+// one hosted client's egress, and tight on guessing passwords.
+func DefaultRateLimits() RateLimits {
+	return RateLimits{
+		Register:     limiter.Rate{Period: time.Hour, Limit: 60},
+		Token:        limiter.Rate{Period: time.Minute, Limit: 600},
+		Authorize:    limiter.Rate{Period: time.Minute, Limit: 120},
+		LoginPerIP:   limiter.Rate{Period: time.Minute, Limit: 30},
+		LoginPerUser: limiter.Rate{Period: time.Hour, Limit: 20},
+	}
+}
+
 func newLimits(rl RateLimits, store limiter.Store) *limits {
 	if store == nil {
 		store = memory.NewStore()
 	}
+	def := DefaultRateLimits()
 	mk := func(r limiter.Rate, def limiter.Rate) *limiter.Limiter {
 		if r.Limit == 0 {
 			r = def
@@ -77,11 +91,11 @@ func newLimits(rl RateLimits, store limiter.Store) *limits {
 		return limiter.New(store, r)
 	}
 	return &limits{
-		register:  mk(rl.Register, limiter.Rate{Period: time.Hour, Limit: 60}),
-		token:     mk(rl.Token, limiter.Rate{Period: time.Minute, Limit: 600}),
-		authorize: mk(rl.Authorize, limiter.Rate{Period: time.Minute, Limit: 120}),
-		loginIP:   mk(rl.LoginPerIP, limiter.Rate{Period: time.Minute, Limit: 30}),
-		loginUser: mk(rl.LoginPerUser, limiter.Rate{Period: 15 * time.Minute, Limit: 10}),
+		register:  mk(rl.Register, def.Register),
+		token:     mk(rl.Token, def.Token),
+		authorize: mk(rl.Authorize, def.Authorize),
+		loginIP:   mk(rl.LoginPerIP, def.LoginPerIP),
+		loginUser: mk(rl.LoginPerUser, def.LoginPerUser),
 	}
 }
 
