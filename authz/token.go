@@ -297,8 +297,7 @@ func parseOAuthForm(w http.ResponseWriter, r *http.Request) error {
 const maxRateKeyLen = 256
 
 // rateKey is the token endpoints' rate-limit key: the client the request
-// names (so that many users behind one hosted client's egress are not
-// locked out together), else the client's IP.
+// names together with the client IP, else the client IP alone.
 func rateKey(r *http.Request) string {
 	id := r.PostForm.Get("client_id")
 	if u, _, ok := r.BasicAuth(); ok {
@@ -309,5 +308,8 @@ func rateKey(r *http.Request) string {
 	if id == "" || len(id) > maxRateKeyLen {
 		return "ip:" + clientIP(r)
 	}
-	return "client:" + id
+	// Per client and address: the many users of a hosted client share its
+	// egress addresses and its budget there, while anyone else naming that
+	// client_id (no secret is checked yet) spends only their own.
+	return "client:" + id + "@" + clientIP(r)
 }
