@@ -3,7 +3,9 @@ GO      ?= go
 BIN     := bin/mcpauth
 GOFILES  = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.mcpauth/*')
 
-.PHONY: all build run test lint fmt clean
+CONFORMANCE := .ci/conformance/node_modules/.bin/conformance
+
+.PHONY: all build run test lint fmt clean conformance-tools
 
 all: lint build test
 
@@ -17,8 +19,16 @@ run: build
 	./$(BIN) dev
 
 ## test: every test, against a throwaway PostgreSQL cluster the tests start
-test:
+##       (and the MCP conformance suite, installed first)
+test: conformance-tools
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+## conformance-tools: install the pinned Node 22 and MCP conformance suite (npm)
+conformance-tools: $(CONFORMANCE)
+
+$(CONFORMANCE): .ci/conformance/package.json .ci/conformance/package-lock.json
+	cd .ci/conformance && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 ## lint: gofmt check and go vet
 lint:

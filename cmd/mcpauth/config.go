@@ -12,6 +12,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/redis/go-redis/v9"
+	"github.com/ulule/limiter/v3"
+
+	"github.com/mcpauth/mcpauth/authz"
 )
 
 // Config is everything mcpauth reads from its environment, parsed once into
@@ -23,6 +27,9 @@ type Config struct {
 	DatabaseURL     string
 	Secret          []byte // ≥ 32 bytes: seals signing keys, keys HMACs
 	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	CodeTTL         time.Duration
+	SessionTTL      time.Duration // browser sign-in
 	KeyPublishAhead time.Duration // a rotated-in key is in the JWKS this long before it signs
 	KeyReload       time.Duration // how often a replica looks for keys rotated elsewhere
 	CleanupInterval time.Duration
@@ -30,6 +37,11 @@ type Config struct {
 	TrustedProxies  []netip.Prefix
 	LogLevel        slog.Level
 	LogFormat       string // "json" or "text"
+
+	RegistrationToken string           // RFC 7591 initial access token; "" = open registration
+	UnusedClientTTL   time.Duration    // registered clients that never obtained a grant are deleted after this
+	RedisURL          string           // shared rate-limit counters; "" = in memory, per replica
+	RateLimits        authz.RateLimits // from "N-S|M|H|D" (requests per second, minute, hour or day)
 }
 
 // jwksMaxAge is how long clients may cache /jwks.json. KeyPublishAhead must
@@ -42,6 +54,11 @@ func DefaultConfig() Config {
 	return Config{
 		Addr:            ":8080",
 		AccessTokenTTL:  10 * time.Minute,
+		RefreshTokenTTL: 30 * 24 * time.Hour,
+		CodeTTL:         time.Minute,
+		SessionTTL:      12 * time.Hour,
+		UnusedClientTTL: 7 * 24 * time.Hour,
+		RateLimits:      authz.DefaultRateLimits(),
 		KeyPublishAhead: 2 * jwksMaxAge,
 		KeyReload:       30 * time.Second,
 		CleanupInterval: time.Minute,
@@ -105,6 +122,33 @@ func (c *Config) load(getenv func(string) string) error {
 		c.Secret = []byte(v)
 	}
 	duration("MCPAUTH_ACCESS_TOKEN_TTL", &c.AccessTokenTTL)
+	duration("MCPAUTH_REFRESH_TOKEN_TTL", &c.RefreshTokenTTL)
+	duration("MCPAUTH_CODE_TTL", &c.CodeTTL)
+	duration("MCPAUTH_SESSION_TTL", &c.SessionTTL)
+	duration("MCPAUTH_UNUSED_CLIENT_TTL", &c.UnusedClientTTL)
+	if v, ok := secret("MCPAUTH_REGISTRATION_TOKEN"); ok {
+		c.RegistrationToken = v
+	}
+	if v, ok := secret("MCPAUTH_REDIS_URL"); ok {
+		c.RedisURL = v
+	}
+	rate := func(name string, dst *limiter.Rate) {
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		r, err := limiter.NewRateFromFormatted(v)
+		if err != nil || r.Limit <= 0 {
+			errs = append(errs, envError(name, "want N-S, N-M, N-H or N-D (N requests per second, minute, hour or day), got %q", v))
+			return
+		}
+		*dst = r
+	}
+	rate("MCPAUTH_RATE_LIMIT_REGISTER", &c.RateLimits.Register)
+	rate("MCPAUTH_RATE_LIMIT_TOKEN", &c.RateLimits.Token)
+	rate("MCPAUTH_RATE_LIMIT_AUTHORIZE", &c.RateLimits.Authorize)
+	rate("MCPAUTH_RATE_LIMIT_LOGIN_IP", &c.RateLimits.LoginPerIP)
+	rate("MCPAUTH_RATE_LIMIT_LOGIN_USER", &c.RateLimits.LoginPerUser)
 	duration("MCPAUTH_KEY_PUBLISH_AHEAD", &c.KeyPublishAhead)
 	duration("MCPAUTH_KEY_RELOAD_INTERVAL", &c.KeyReload)
 	duration("MCPAUTH_CLEANUP_INTERVAL", &c.CleanupInterval)
@@ -172,6 +216,27 @@ func (c *Config) Validate() error {
 	}
 	if c.AccessTokenTTL < time.Minute || c.AccessTokenTTL > 24*time.Hour {
 		errs = append(errs, envError("MCPAUTH_ACCESS_TOKEN_TTL", "must be between 1m and 24h, got %s", c.AccessTokenTTL))
+	}
+	if c.RefreshTokenTTL < c.AccessTokenTTL || c.RefreshTokenTTL > 365*24*time.Hour {
+		errs = append(errs, envError("MCPAUTH_REFRESH_TOKEN_TTL", "must be between the access-token lifetime and 8760h, got %s", c.RefreshTokenTTL))
+	}
+	if c.CodeTTL < 10*time.Second || c.CodeTTL > 10*time.Minute {
+		// RFC 6749 §4.1.2: a maximum lifetime of 10 minutes is RECOMMENDED.
+		errs = append(errs, envError("MCPAUTH_CODE_TTL", "must be between 10s and 10m, got %s", c.CodeTTL))
+	}
+	if c.SessionTTL < time.Minute || c.SessionTTL > 90*24*time.Hour {
+		errs = append(errs, envError("MCPAUTH_SESSION_TTL", "must be between 1m and 2160h, got %s", c.SessionTTL))
+	}
+	if c.UnusedClientTTL < time.Hour {
+		errs = append(errs, envError("MCPAUTH_UNUSED_CLIENT_TTL", "must be at least 1h, got %s", c.UnusedClientTTL))
+	}
+	if c.RegistrationToken != "" && len(c.RegistrationToken) < 16 {
+		errs = append(errs, envError("MCPAUTH_REGISTRATION_TOKEN", "too short to be secret: %d bytes, need at least 16", len(c.RegistrationToken)))
+	}
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			errs = append(errs, envError("MCPAUTH_REDIS_URL", "not a Redis URL (redis://[:password@]host:port/db or rediss://…)"))
+		}
 	}
 	if c.KeyPublishAhead < jwksMaxAge {
 		errs = append(errs, envError("MCPAUTH_KEY_PUBLISH_AHEAD", "must be at least the JWKS cache lifetime (%s), got %s", jwksMaxAge, c.KeyPublishAhead))
@@ -246,6 +311,12 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", redactURL(c.DatabaseURL)),
 		slog.String("secret", fmt.Sprintf("[%d bytes]", len(c.Secret))),
 		slog.Duration("access_token_ttl", c.AccessTokenTTL),
+		slog.Duration("refresh_token_ttl", c.RefreshTokenTTL),
+		slog.Duration("code_ttl", c.CodeTTL),
+		slog.Duration("session_ttl", c.SessionTTL),
+		slog.Duration("unused_client_ttl", c.UnusedClientTTL),
+		slog.Bool("registration_token", c.RegistrationToken != ""),
+		slog.String("redis_url", redactURL(c.RedisURL)),
 		slog.Duration("key_publish_ahead", c.KeyPublishAhead),
 		slog.Duration("key_reload_interval", c.KeyReload),
 		slog.Duration("cleanup_interval", c.CleanupInterval),

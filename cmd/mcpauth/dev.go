@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mcpauth/mcpauth/storage"
 	"github.com/mcpauth/mcpauth/storage/pgcluster"
 )
 
@@ -49,7 +50,18 @@ func (e *environment) dev(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return configError(err)
 	}
-	return e.start(ctx, cfg, ln, log, true)
+	return e.start(ctx, cfg, ln, log, true, e.firstAdmin)
+}
+
+// firstAdmin creates the administrator on the first start of an empty
+// database and prints its one-time password.
+func (e *environment) firstAdmin(ctx context.Context, db *storage.DB) error {
+	name, password, created, err := createFirstAdmin(ctx, db)
+	if err != nil || !created {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "created the administrator %q with the password %s\n(shown only now: sign in and keep it, or change it with `mcpauth user passwd %s`)\n", name, password, name)
+	return nil
 }
 
 // devDir is where mcpauth dev keeps its state.

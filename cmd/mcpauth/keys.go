@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mcpauth/mcpauth/authz"
 	"github.com/mcpauth/mcpauth/authz/keys"
 	"github.com/mcpauth/mcpauth/storage"
 )
@@ -44,7 +45,7 @@ func (e *environment) keys(ctx context.Context, args []string) error {
 	defer db.Close()
 	ks, err := keys.New(ctx, db, cfg.Secret, keys.Options{
 		PublishAhead: cfg.KeyPublishAhead,
-		MaxTokenTTL:  cfg.AccessTokenTTL,
+		MaxTokenTTL:  max(cfg.AccessTokenTTL, authz.IDTokenTTL),
 		Logger:       log,
 	})
 	if err != nil {

@@ -18,6 +18,8 @@ Usage:
                                     under ./.mcpauth/, on http://localhost:8080
   mcpauth migrate up|down|status    manage the database schema
   mcpauth keys list|rotate          list or rotate the token signing keys
+  mcpauth user add|list|disable|enable|passwd
+                                    manage local user accounts
   mcpauth version                   print the version
 
 Commands other than serve use MCPAUTH_DATABASE_URL, or the dev cluster under

@@ -11,6 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/ulule/limiter/v3"
+	"github.com/ulule/limiter/v3/drivers/store/memory"
+	redisstore "github.com/ulule/limiter/v3/drivers/store/redis"
+
 	"github.com/mcpauth/mcpauth/authz"
 	"github.com/mcpauth/mcpauth/authz/keys"
 	"github.com/mcpauth/mcpauth/migrations"
@@ -34,7 +39,7 @@ func (e *environment) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("MCPAUTH_ADDR: %w", err)
 	}
-	return e.start(ctx, cfg, ln, log, !*noMigrate)
+	return e.start(ctx, cfg, ln, log, !*noMigrate, nil)
 }
 
 // configError presents every configuration problem, one per line.
@@ -42,9 +47,45 @@ func configError(err error) error {
 	return fmt.Errorf("refusing to start; fix the configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 }
 
+// builtinScopes are the scopes mcpauth supports by itself: its MCP tools'
+// scope and the OpenID Connect ones. The consent page shows the descriptions.
+var builtinScopes = []authz.Scope{
+	{Name: "mcp", Description: "Use the MCP tools of this server on your behalf"},
+	{Name: "openid", Description: "Confirm who you are to the application"},
+	{Name: "profile", Description: "See your user name"},
+	{Name: "offline_access", Description: "Stay connected while you are away (refresh tokens)"},
+}
+
+// limiterStore is where rate-limit counters live: Redis when configured,
+// so that every replica shares them; else the memory of this process.
+// close releases the Redis connections.
+func limiterStore(ctx context.Context, redisURL string) (store limiter.Store, close func(), err error) {
+	if redisURL == "" {
+		return memory.NewStore(), func() {}, nil
+	}
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, nil, errors.New("MCPAUTH_REDIS_URL: not a Redis URL")
+	}
+	client := redis.NewClient(opts)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pctx).Err(); err != nil {
+		client.Close()
+		return nil, nil, fmt.Errorf("MCPAUTH_REDIS_URL: cannot reach Redis: %w", err)
+	}
+	store, err = redisstore.NewStoreWithOptions(client, limiter.StoreOptions{Prefix: "mcpauth_ratelimit", MaxRetry: limiter.DefaultMaxRetry})
+	if err != nil {
+		client.Close()
+		return nil, nil, fmt.Errorf("MCPAUTH_REDIS_URL: %w", err)
+	}
+	return store, func() { client.Close() }, nil
+}
+
 // start runs the server on ln until ctx is done, then drains in-flight
-// requests for up to cfg.ShutdownTimeout. It owns ln.
-func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger, migrate bool) error {
+// requests for up to cfg.ShutdownTimeout. It owns ln. prepare, if not nil,
+// runs once the database is migrated and open, before serving.
+func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger, migrate bool, prepare func(context.Context, *storage.DB) error) error {
 	defer ln.Close()
 	log.InfoContext(ctx, "starting mcpauth", "version", version(), "config", cfg)
 	if migrate {
@@ -57,19 +98,38 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer db.Close()
+	if prepare != nil {
+		if err := prepare(ctx, db); err != nil {
+			return err
+		}
+	}
 	ks, err := keys.New(ctx, db, cfg.Secret, keys.Options{
 		PublishAhead: cfg.KeyPublishAhead,
-		MaxTokenTTL:  cfg.AccessTokenTTL,
+		MaxTokenTTL:  max(cfg.AccessTokenTTL, authz.IDTokenTTL),
 	})
 	if err != nil {
 		return fmt.Errorf("load signing keys: %w", err)
 	}
+	store, closeStore, err := limiterStore(ctx, cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	az, err := authz.New(authz.Config{
-		Issuer:         cfg.Issuer,
-		MCPResource:    cfg.Issuer + "/mcp",
-		Secret:         cfg.Secret,
-		AccessTokenTTL: cfg.AccessTokenTTL,
-		JWKSMaxAge:     jwksMaxAge,
+		Issuer:            cfg.Issuer,
+		MCPResource:       cfg.Issuer + "/mcp",
+		Secret:            cfg.Secret,
+		AccessTokenTTL:    cfg.AccessTokenTTL,
+		RefreshTokenTTL:   cfg.RefreshTokenTTL,
+		CodeTTL:           cfg.CodeTTL,
+		SessionTTL:        cfg.SessionTTL,
+		Scopes:            builtinScopes,
+		DefaultScopes:     []string{"mcp"},
+		RegistrationToken: cfg.RegistrationToken,
+		UnusedClientTTL:   cfg.UnusedClientTTL,
+		RateLimits:        cfg.RateLimits,
+		LimiterStore:      store,
+		JWKSMaxAge:        jwksMaxAge,
 	}, db, ks, log)
 	if err != nil {
 		return err
@@ -93,6 +153,7 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 	var wg sync.WaitGroup
 	wg.Go(func() { ks.Run(bg, cfg.KeyReload) })
 	wg.Go(func() { db.RunCleanup(bg, cfg.CleanupInterval, log) })
+	wg.Go(func() { az.RunClientSweeper(bg, time.Hour) })
 	defer func() {
 		stopBG()
 		wg.Wait()
