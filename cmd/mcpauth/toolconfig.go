@@ -15,6 +15,7 @@ import (
 	"github.com/ulule/limiter/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/mcpauth/mcpauth/authz"
 	"github.com/mcpauth/mcpauth/authz/oauth"
 )
 
@@ -28,6 +29,12 @@ type toolConfig struct {
 	ListAll        bool          // tools.list: all — tools/list shows every tool that is not hidden
 	MCPRateLimit   *limiter.Rate // mcp.rate_limit, per user and client on /mcp; nil: the default
 	AllowedOrigins []string      // mcp.allowed_origins: scheme://host[:port], lower case
+
+	// Scopes are the scopes: section, in file order: how the consent page
+	// describes a scope, and whether only administrators may grant it.
+	// Tools is left empty; the resource server knows which tools each
+	// scope unlocks.
+	Scopes []authz.Scope
 }
 
 // toolRule mirrors resource.ToolRule until that type lands.
@@ -257,7 +264,66 @@ func (p *toolConfigParser) top(n *yaml.Node, cfg *toolConfig) {
 				p.mcp(v, key, cfg)
 			}
 		},
+		"scopes": func(v *yaml.Node, key string) {
+			if !isNull(v) {
+				p.scopeDocs(v, key, cfg)
+			}
+		},
 	})
+}
+
+// maxScopeDescription bounds a consent-page description: one line.
+const maxScopeDescription = 200
+
+// scopeDocs reads the scopes: mapping of scope name to description.
+func (p *toolConfigParser) scopeDocs(n *yaml.Node, key string, cfg *toolConfig) {
+	if !p.kind(n, key, yaml.MappingNode, "a mapping of scope names to their description") {
+		return
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		name, ok := p.str(k, key)
+		if !ok {
+			continue
+		}
+		sub := key + "." + name
+		if err := validToolScope(name); err != nil {
+			p.errorf(k, sub, "%v", err)
+			continue
+		}
+		if line, dup := seen[name]; dup {
+			p.errorf(k, sub, "given twice (first on line %d)", line)
+			continue
+		}
+		seen[name] = k.Line
+		sc := authz.Scope{Name: name}
+		var descNode *yaml.Node
+		isMap := p.fields(v, sub, map[string]func(*yaml.Node, string){
+			"description": func(v *yaml.Node, key string) {
+				descNode = v
+				s, ok := p.str(v, key)
+				switch {
+				case !ok:
+				case strings.TrimSpace(s) == "":
+					p.errorf(v, key, "empty; say what the scope lets an application do")
+				case len(s) > maxScopeDescription || strings.ContainsAny(s, "\r\n"):
+					p.errorf(v, key, "want one line of at most %d bytes", maxScopeDescription)
+				default:
+					sc.Description = strings.TrimSpace(s)
+				}
+			},
+			"admin_only": func(v *yaml.Node, key string) {
+				sc.AdminOnly, _ = p.bool(v, key)
+			},
+		})
+		if isMap && descNode == nil {
+			p.errorf(v, sub, "missing description: what the scope lets an application do, for the consent page")
+		}
+		if sc.Description != "" {
+			cfg.Scopes = append(cfg.Scopes, sc)
+		}
+	}
 }
 
 func (p *toolConfigParser) tools(n *yaml.Node, key string, cfg *toolConfig) {
@@ -510,16 +576,23 @@ func validVarName(s string) bool {
 	return true
 }
 
-// scopes is every scope the rules name, in file order: the authorization
-// server must support them (scopes_supported, the consent page).
-func (c *toolConfig) scopes() []string {
+// scopeNames is every scope the file names, rules first, in file order:
+// the authorization server must support them (scopes_supported, the
+// consent page), or no client could obtain them.
+func (c *toolConfig) scopeNames() []string {
 	var out []string
+	add := func(s string) {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
 	for _, r := range c.Rules {
 		for _, s := range r.Scopes {
-			if !slices.Contains(out, s) {
-				out = append(out, s)
-			}
+			add(s)
 		}
+	}
+	for _, sc := range c.Scopes {
+		add(sc.Name)
 	}
 	return out
 }

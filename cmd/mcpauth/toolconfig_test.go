@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ulule/limiter/v3"
+
+	"github.com/mcpauth/mcpauth/authz"
 )
 
 func toolconfigEnv(vars map[string]string) func(string) string {
@@ -46,6 +48,12 @@ tools:
 mcp:
   rate_limit: 600-M
   allowed_origins: [https://app.example.com, "${EXTRA_ORIGIN}", "http://localhost:6274"]
+scopes:
+  files.read:
+    description: Read the files in the team share
+  audit:
+    description: "Read the audit log"
+    admin_only: true
 `
 
 func TestToolConfigExample(t *testing.T) {
@@ -65,11 +73,15 @@ func TestToolConfigExample(t *testing.T) {
 		},
 		MCPRateLimit:   toolconfigRate(t, "600-M"),
 		AllowedOrigins: []string{"https://app.example.com", "https://claude.ai", "http://localhost:6274"},
+		Scopes: []authz.Scope{
+			{Name: "files.read", Description: "Read the files in the team share"},
+			{Name: "audit", Description: "Read the audit log", AdminOnly: true},
+		},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"mcp", "admin", "files.read"}, cfg.scopes()); diff != "" {
+	if diff := cmp.Diff([]string{"mcp", "admin", "files.read", "audit"}, cfg.scopeNames()); diff != "" {
 		t.Errorf("scopes (-want +got):\n%s", diff)
 	}
 	if cfg.Rules[0].RateLimit.Limit != 60 || cfg.Rules[0].RateLimit.Period != time.Minute {
@@ -139,7 +151,27 @@ func TestToolConfigErrors(t *testing.T) {
 		{"top level is a list", "- tools\n", nil,
 			[]string{"c.yaml:1: want a mapping of keys to values, got a list"}},
 		{"unknown top-level key", "tools:\n  list: all\nupstreams: []\n", nil,
-			[]string{"c.yaml:3: upstreams: unknown key; want one of mcp, tools"}},
+			[]string{"c.yaml:3: upstreams: unknown key; want one of mcp, scopes, tools"}},
+		{"scopes is a list", "scopes: [a]\n", nil,
+			[]string{"c.yaml:1: scopes: want a mapping of scope names to their description, got a list"}},
+		{"scope doc is a string", "scopes:\n  files.read: Read files\n", nil,
+			[]string{"c.yaml:2: scopes.files.read: want a mapping of keys to values, got a single value"}},
+		{"scope doc without description", "scopes:\n  files.read:\n    admin_only: true\n", nil,
+			[]string{"c.yaml:3: scopes.files.read: missing description"}},
+		{"scope doc empty description", "scopes:\n  files.read: {description: \"  \"}\n", nil,
+			[]string{"c.yaml:2: scopes.files.read.description: empty"}},
+		{"scope doc long description", "scopes:\n  files.read: {description: " + strings.Repeat("x", 201) + "}\n", nil,
+			[]string{"c.yaml:2: scopes.files.read.description: want one line of at most 200 bytes"}},
+		{"scope doc two lines", "scopes:\n  files.read:\n    description: |\n      one\n      two\n", nil,
+			[]string{"c.yaml:3: scopes.files.read.description: want one line"}},
+		{"scope doc bad name", "scopes:\n  \"a b\": {description: x}\n  offline_access: {description: y}\n", nil,
+			[]string{`c.yaml:2: scopes.a b: "a b" is not one scope`, "c.yaml:3: scopes.offline_access: offline_access is about refresh tokens"}},
+		{"scope doc twice", "scopes:\n  a: {description: x}\n  a: {description: y}\n", nil,
+			[]string{"c.yaml:3: scopes.a: given twice (first on line 2)"}},
+		{"scope doc unknown key", "scopes:\n  a: {description: x, tools: [t]}\n", nil,
+			[]string{"c.yaml:2: scopes.a.tools: unknown key; want one of admin_only, description"}},
+		{"scope doc admin_only not a bool", "scopes:\n  a: {description: x, admin_only: 1}\n", nil,
+			[]string{`c.yaml:2: scopes.a.admin_only: want true or false, got "1"`}},
 		{"unknown key in tools", "tools:\n  lists: all\n", nil,
 			[]string{"c.yaml:2: tools.lists: unknown key; want one of list, rules"}},
 		{"unknown key in a rule", "tools:\n  rules:\n    - match: a\n      scope: [mcp]\n", nil,
@@ -318,8 +350,8 @@ func TestToolConfigLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(cfg.Rules) != 5 || len(cfg.AllowedOrigins) != 3 {
-			t.Errorf("got %d rules and %d origins, want 5 and 3", len(cfg.Rules), len(cfg.AllowedOrigins))
+		if len(cfg.Rules) != 5 || len(cfg.AllowedOrigins) != 3 || len(cfg.Scopes) != 2 {
+			t.Errorf("got %d rules, %d origins and %d scopes, want 5, 3 and 2", len(cfg.Rules), len(cfg.AllowedOrigins), len(cfg.Scopes))
 		}
 		_, err = loadToolConfig(p, toolconfigEnv(nil))
 		if err == nil || !strings.HasPrefix(err.Error(), p+":21: mcp.allowed_origins[1]: environment variable EXTRA_ORIGIN is not set") {
