@@ -374,7 +374,13 @@ func (p *toolConfigParser) rule(n *yaml.Node, key string) (toolRule, bool) {
 			if !ok {
 				return
 			}
-			r.Scopes = []string{} // present, even if empty: the tool needs no scope
+			if len(items) == 0 {
+				// Every tool needs at least one scope; an empty list would
+				// read as "no scope needed" but could only mean "keep the
+				// tool's own".
+				p.errorf(v, key, "empty; list the scopes the tool needs, or leave scopes out to keep the tool's own")
+				return
+			}
 			for i, item := range items {
 				ikey := fmt.Sprintf("%s[%d]", key, i)
 				s, ok := p.str(item, ikey)

@@ -44,7 +44,6 @@ tools:
     - match: "debug_*"
       hide: true
     - match: ping
-      scopes: []
 mcp:
   rate_limit: 600-M
   allowed_origins: [https://app.example.com, "${EXTRA_ORIGIN}", "http://localhost:6274"]
@@ -69,7 +68,7 @@ func TestToolConfigExample(t *testing.T) {
 			{Match: "admin_*", Scopes: []string{"admin"}, RateLimit: toolconfigRate(t, "30-M")},
 			{Match: "files_*", Scopes: []string{"files.read", "mcp"}},
 			{Match: "debug_*", Hide: true},
-			{Match: "ping", Scopes: []string{}},
+			{Match: "ping"},
 		},
 		MCPRateLimit:   toolconfigRate(t, "600-M"),
 		AllowedOrigins: []string{"https://app.example.com", "https://claude.ai", "http://localhost:6274"},
@@ -212,6 +211,10 @@ func TestToolConfigErrors(t *testing.T) {
 			[]string{`c.yaml:3: tools.rules[0].match: "who ami" contains a space`}},
 		{"match too long", "tools:\n  rules:\n    - match: " + strings.Repeat("a", 129) + "\n", nil,
 			[]string{"c.yaml:3: tools.rules[0].match: longer than 128 characters"}},
+		{"empty scopes", "tools:\n  rules:\n    - match: a\n      scopes: []\n", nil,
+			[]string{"c.yaml:4: tools.rules[0].scopes: empty; list the scopes"}},
+		{"null scopes", "tools:\n  rules:\n    - match: a\n      scopes:\n", nil,
+			[]string{"c.yaml:4: tools.rules[0].scopes: empty; list the scopes"}},
 		{"scopes is a string", "tools:\n  rules:\n    - match: a\n      scopes: mcp\n", nil,
 			[]string{"c.yaml:4: tools.rules[0].scopes: want a list, got a single value"}},
 		{"two scopes in one item", "tools:\n  rules:\n    - match: a\n      scopes: [\"mcp admin\"]\n", nil,
@@ -354,8 +357,8 @@ func TestToolConfigLoad(t *testing.T) {
 			t.Errorf("got %d rules, %d origins and %d scopes, want 5, 3 and 2", len(cfg.Rules), len(cfg.AllowedOrigins), len(cfg.Scopes))
 		}
 		_, err = loadToolConfig(p, toolconfigEnv(nil))
-		if err == nil || !strings.HasPrefix(err.Error(), p+":21: mcp.allowed_origins[1]: environment variable EXTRA_ORIGIN is not set") {
-			t.Errorf("error = %v, want it to name the file, line 21 and EXTRA_ORIGIN", err)
+		if err == nil || !strings.HasPrefix(err.Error(), p+":20: mcp.allowed_origins[1]: environment variable EXTRA_ORIGIN is not set") {
+			t.Errorf("error = %v, want it to name the file, line 20 and EXTRA_ORIGIN", err)
 		}
 	})
 	t.Run("missing file", func(t *testing.T) {
