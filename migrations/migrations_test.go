@@ -16,10 +16,10 @@ import (
 
 func TestMain(m *testing.M) { storagetest.Main(m) }
 
-// allTables is every table 0001_init creates.
+// allTables is every table the migrations create.
 var allTables = []string{
 	"audit_events", "browser_sessions", "oauth_access_tokens", "oauth_clients", "oauth_codes",
-	"oauth_consents", "oauth_jti", "oauth_refresh_tokens", "signing_keys", "users",
+	"oauth_consents", "oauth_jti", "oauth_refresh_tokens", "revoked_grants", "signing_keys", "users",
 }
 
 func connect(t *testing.T, url string) *pgx.Conn {
@@ -178,7 +178,8 @@ func TestUpDownUpWithRows(t *testing.T) {
 			VALUES (sha256('sess'), '00000000-0000-4000-8000-000000000001', now() + interval '1 day', '192.0.2.1', 'test');
 		INSERT INTO audit_events (event, actor, client_ip, details) VALUES ('login', 'Alice', '192.0.2.1', '{"ok": true}');
 		INSERT INTO signing_keys (kid, alg, private_key, public_jwk, active_from)
-			VALUES ('k1', 'ES256', '\x00', '{"kty": "EC"}', now());`)
+			VALUES ('k1', 'ES256', '\x00', '{"kty": "EC"}', now());
+		INSERT INTO revoked_grants (grant_id, expires_at) VALUES (gen_random_uuid(), now() + interval '10 minutes');`)
 	if err != nil {
 		t.Fatalf("insert rows: %v", err)
 	}

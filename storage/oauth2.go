@@ -304,13 +304,17 @@ func (db *DB) DeleteAccessTokenSession(ctx context.Context, signature string) er
 	return dbErr("delete access token", err)
 }
 
-// RevokeAccessToken deletes every access token of the request (grant) requestID.
+// RevokeAccessToken revokes the whole grant requestID, as RevokeGrant does
+// (revocation.go): its access tokens are deleted, its code and refresh tokens
+// made inactive, and the revocation recorded and published in the same
+// transaction. fosite calls it together with RevokeRefreshToken (/revoke,
+// refresh token reuse, code reuse); either one alone revokes everything.
 func (db *DB) RevokeAccessToken(ctx context.Context, requestID string) error {
 	if _, err := uuid.Parse(requestID); err != nil {
 		return nil // not one of our request ids: nothing to revoke
 	}
-	_, err := db.q(ctx).Exec(ctx, `DELETE FROM oauth_access_tokens WHERE request_id = $1`, requestID)
-	return dbErr("revoke access tokens", err)
+	_, err := db.revokeGrants(ctx, "revoke access tokens", []string{requestID})
+	return err
 }
 
 // ---- refresh tokens (oauth2.RefreshTokenStorage, oauth2.TokenRevocationStorage) ----
@@ -446,16 +450,16 @@ func (db *DB) RotateRefreshTokenGrace(ctx context.Context, requestID, refreshTok
 // request id).
 var inGraceRotate = strings.ReplaceAll(inGrace, "$2", "$3")
 
-// RevokeRefreshToken marks every active refresh token of the request (grant)
-// requestID inactive. The rows stay, so a later use is still detected as reuse;
-// "AND active" leaves already inactive rows untouched (ory/hydra#3137).
+// RevokeRefreshToken revokes the whole grant requestID, as RevokeAccessToken
+// does. Its refresh tokens are marked inactive, not deleted, so a later use
+// is still detected as reuse; "AND active" leaves already inactive rows
+// untouched (ory/hydra#3137).
 func (db *DB) RevokeRefreshToken(ctx context.Context, requestID string) error {
 	if _, err := uuid.Parse(requestID); err != nil {
 		return nil // not one of our request ids: nothing to revoke
 	}
-	_, err := db.q(ctx).Exec(ctx,
-		`UPDATE oauth_refresh_tokens SET active = false WHERE request_id = $1 AND active`, requestID)
-	return dbErr("revoke refresh tokens", err)
+	_, err := db.revokeGrants(ctx, "revoke refresh tokens", []string{requestID})
+	return err
 }
 
 // ---- client assertion JTIs (fosite.ClientManager) ----
