@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -52,14 +53,15 @@ func textResult(text string) *mcp.CallToolResult {
 	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}
 }
 
-// fixtureArgs decodes a tool's arguments into v; a tool with a declared
-// property reports malformed arguments as a JSON-RPC invalid-params error.
+// fixtureArgs decodes a tool's arguments into v; malformed arguments are a
+// JSON-RPC invalid-params error (the raw handler API does not validate them
+// against the input schema).
 func fixtureArgs(req *mcp.CallToolRequest, v any) error {
 	if len(req.Params.Arguments) == 0 {
 		return nil
 	}
 	if err := json.Unmarshal(req.Params.Arguments, v); err != nil {
-		return fmt.Errorf("invalid arguments: %w", err)
+		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid arguments: " + err.Error()}
 	}
 	return nil
 }
