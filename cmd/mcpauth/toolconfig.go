@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcpauth/mcpauth/authz"
 	"github.com/mcpauth/mcpauth/authz/oauth"
+	"github.com/mcpauth/mcpauth/resource"
 )
 
 // toolConfig is the file named by MCPAUTH_CONFIG: the per-tool policy and
@@ -25,24 +26,16 @@ import (
 // per-tool rate limit, tools/list showing only the permitted tools.
 // docs/configuration.md describes the format.
 type toolConfig struct {
-	Rules          []toolRule    // tools.rules, in file order: the first match wins
-	ListAll        bool          // tools.list: all — tools/list shows every tool that is not hidden
-	MCPRateLimit   *limiter.Rate // mcp.rate_limit, per user and client on /mcp; nil: the default
-	AllowedOrigins []string      // mcp.allowed_origins: scheme://host[:port], lower case
+	Policy         resource.Policy // tools.rules, in file order: the first match wins
+	ListAll        bool            // tools.list: all — tools/list shows every tool that is not hidden
+	MCPRateLimit   *limiter.Rate   // mcp.rate_limit, per user and client on /mcp; nil: the default
+	AllowedOrigins []string        // mcp.allowed_origins: scheme://host[:port], lower case
 
 	// Scopes are the scopes: section, in file order: how the consent page
 	// describes a scope, and whether only administrators may grant it.
 	// Tools is left empty; the resource server knows which tools each
 	// scope unlocks.
 	Scopes []authz.Scope
-}
-
-// toolRule mirrors resource.ToolRule until that type lands.
-type toolRule struct {
-	Match     string        // a tool name, or a path.Match pattern
-	Scopes    []string      // the scopes the tool needs
-	RateLimit *limiter.Rate // per user, client and tool; nil: none
-	Hide      bool          // the tool does not exist for clients
 }
 
 // maxToolConfigSize bounds the file: a policy is a few kilobytes.
@@ -344,15 +337,15 @@ func (p *toolConfigParser) tools(n *yaml.Node, key string, cfg *toolConfig) {
 			items, _ := p.list(v, key)
 			for i, item := range items {
 				if r, ok := p.rule(item, fmt.Sprintf("%s[%d]", key, i)); ok {
-					cfg.Rules = append(cfg.Rules, r)
+					cfg.Policy.Rules = append(cfg.Policy.Rules, r)
 				}
 			}
 		},
 	})
 }
 
-func (p *toolConfigParser) rule(n *yaml.Node, key string) (toolRule, bool) {
-	var r toolRule
+func (p *toolConfigParser) rule(n *yaml.Node, key string) (resource.ToolRule, bool) {
+	var r resource.ToolRule
 	before := len(p.errs)
 	var matchNode, scopesNode, rateNode *yaml.Node
 	isMap := p.fields(n, key, map[string]func(*yaml.Node, string){
@@ -592,7 +585,7 @@ func (c *toolConfig) scopeNames() []string {
 			out = append(out, s)
 		}
 	}
-	for _, r := range c.Rules {
+	for _, r := range c.Policy.Rules {
 		for _, s := range r.Scopes {
 			add(s)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,9 +9,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/ulule/limiter/v3"
 
 	"github.com/mcpauth/mcpauth/authz"
+	"github.com/mcpauth/mcpauth/authz/oauth"
+	"github.com/mcpauth/mcpauth/resource"
 )
 
 func toolconfigEnv(vars map[string]string) func(string) string {
@@ -63,13 +67,13 @@ func TestToolConfigExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &toolConfig{
-		Rules: []toolRule{
+		Policy: resource.Policy{Rules: []resource.ToolRule{
 			{Match: "whoami", Scopes: []string{"mcp"}, RateLimit: toolconfigRate(t, "60-M")},
 			{Match: "admin_*", Scopes: []string{"admin"}, RateLimit: toolconfigRate(t, "30-M")},
 			{Match: "files_*", Scopes: []string{"files.read", "mcp"}},
 			{Match: "debug_*", Hide: true},
 			{Match: "ping"},
-		},
+		}},
 		MCPRateLimit:   toolconfigRate(t, "600-M"),
 		AllowedOrigins: []string{"https://app.example.com", "https://claude.ai", "http://localhost:6274"},
 		Scopes: []authz.Scope{
@@ -83,8 +87,8 @@ func TestToolConfigExample(t *testing.T) {
 	if diff := cmp.Diff([]string{"mcp", "admin", "files.read", "audit"}, cfg.scopeNames()); diff != "" {
 		t.Errorf("scopes (-want +got):\n%s", diff)
 	}
-	if cfg.Rules[0].RateLimit.Limit != 60 || cfg.Rules[0].RateLimit.Period != time.Minute {
-		t.Errorf("whoami rate = %+v, want 60 per minute", cfg.Rules[0].RateLimit)
+	if cfg.Policy.Rules[0].RateLimit.Limit != 60 || cfg.Policy.Rules[0].RateLimit.Period != time.Minute {
+		t.Errorf("whoami rate = %+v, want 60 per minute", cfg.Policy.Rules[0].RateLimit)
 	}
 }
 
@@ -103,21 +107,21 @@ func TestToolConfigValid(t *testing.T) {
 		{"list from env", "tools:\n  list: ${LIST}\n", map[string]string{"LIST": "all"}, &toolConfig{ListAll: true}},
 		{"empty rules", "tools:\n  rules: []\n", nil, &toolConfig{}},
 		{"rule without scopes keeps the registered ones", "tools:\n  rules:\n    - match: whoami\n      rate_limit: 5-S\n", nil,
-			&toolConfig{Rules: []toolRule{{Match: "whoami", RateLimit: toolconfigRate(t, "5-S")}}}},
+			&toolConfig{Policy: resource.Policy{Rules: []resource.ToolRule{{Match: "whoami", RateLimit: toolconfigRate(t, "5-S")}}}}},
 		{"hide false", "tools:\n  rules:\n    - {match: a, hide: false, scopes: [x]}\n", nil,
-			&toolConfig{Rules: []toolRule{{Match: "a", Scopes: []string{"x"}}}}},
+			&toolConfig{Policy: resource.Policy{Rules: []resource.ToolRule{{Match: "a", Scopes: []string{"x"}}}}}},
 		{"hide from env", "tools:\n  rules:\n    - {match: a, hide: \"${HIDE:-true}\"}\n", nil,
-			&toolConfig{Rules: []toolRule{{Match: "a", Hide: true}}}},
+			&toolConfig{Policy: resource.Policy{Rules: []resource.ToolRule{{Match: "a", Hide: true}}}}},
 		{"pattern classes", "tools:\n  rules:\n    - match: \"tool_[a-c]?\"\n      scopes: [s]\n", nil,
-			&toolConfig{Rules: []toolRule{{Match: "tool_[a-c]?", Scopes: []string{"s"}}}}},
+			&toolConfig{Policy: resource.Policy{Rules: []resource.ToolRule{{Match: "tool_[a-c]?", Scopes: []string{"s"}}}}}},
 		{"scope characters of RFC 6749", "tools:\n  rules:\n    - match: a\n      scopes: [\"files:read\", \"https://api.example.com/x\"]\n", nil,
-			&toolConfig{Rules: []toolRule{{Match: "a", Scopes: []string{"files:read", "https://api.example.com/x"}}}}},
+			&toolConfig{Policy: resource.Policy{Rules: []resource.ToolRule{{Match: "a", Scopes: []string{"files:read", "https://api.example.com/x"}}}}}},
 		{"dollar escapes", "tools:\n  rules:\n    - match: a\n      scopes: [\"pay$$\", \"$x\", \"a$\"]\n", nil,
-			&toolConfig{Rules: []toolRule{{Match: "a", Scopes: []string{"pay$", "$x", "a$"}}}}},
+			&toolConfig{Policy: resource.Policy{Rules: []resource.ToolRule{{Match: "a", Scopes: []string{"pay$", "$x", "a$"}}}}}},
 		{"variable set overrides default", "mcp:\n  rate_limit: ${R:-1-S}\n", map[string]string{"R": "9-H"},
 			&toolConfig{MCPRateLimit: toolconfigRate(t, "9-H")}},
 		{"variable value is not expanded again", "tools:\n  rules:\n    - match: ${M}\n", map[string]string{"M": "a${B}"},
-			&toolConfig{Rules: []toolRule{{Match: "a${B}"}}}},
+			&toolConfig{Policy: resource.Policy{Rules: []resource.ToolRule{{Match: "a${B}"}}}}},
 		{"origin with port", "mcp:\n  allowed_origins:\n    - https://app.example.com:8443\n    - http://[::1]:6274\n", nil,
 			&toolConfig{AllowedOrigins: []string{"https://app.example.com:8443", "http://[::1]:6274"}}},
 	}
@@ -340,7 +344,7 @@ func TestToolConfigLoad(t *testing.T) {
 	dir := t.TempDir()
 	t.Run("no path", func(t *testing.T) {
 		cfg, err := loadToolConfig("", toolconfigEnv(nil))
-		if err != nil || cfg == nil || len(cfg.Rules) != 0 || cfg.ListAll {
+		if err != nil || cfg == nil || len(cfg.Policy.Rules) != 0 || cfg.ListAll {
 			t.Fatalf("loadToolConfig(\"\") = %+v, %v; want the zero config", cfg, err)
 		}
 	})
@@ -353,8 +357,8 @@ func TestToolConfigLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(cfg.Rules) != 5 || len(cfg.AllowedOrigins) != 3 || len(cfg.Scopes) != 2 {
-			t.Errorf("got %d rules, %d origins and %d scopes, want 5, 3 and 2", len(cfg.Rules), len(cfg.AllowedOrigins), len(cfg.Scopes))
+		if len(cfg.Policy.Rules) != 5 || len(cfg.AllowedOrigins) != 3 || len(cfg.Scopes) != 2 {
+			t.Errorf("got %d rules, %d origins and %d scopes, want 5, 3 and 2", len(cfg.Policy.Rules), len(cfg.AllowedOrigins), len(cfg.Scopes))
 		}
 		_, err = loadToolConfig(p, toolconfigEnv(nil))
 		if err == nil || !strings.HasPrefix(err.Error(), p+":20: mcp.allowed_origins[1]: environment variable EXTRA_ORIGIN is not set") {
@@ -378,4 +382,44 @@ func TestToolConfigLoad(t *testing.T) {
 			t.Errorf("error = %v, want larger than", err)
 		}
 	})
+}
+
+// TestToolConfigResourceServer: what the file says is what the resource
+// server does with it.
+func TestToolConfigResourceServer(t *testing.T) {
+	cfg, err := parseToolConfig("mcpauth.yaml", []byte(toolconfigExample), toolconfigEnv(map[string]string{"EXTRA_ORIGIN": "https://claude.ai"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := resource.Config{
+		Resource:       "https://auth.example.com/mcp",
+		Issuer:         "https://auth.example.com",
+		Verify:         func(context.Context, string) (*oauth.TokenInfo, error) { return nil, oauth.ErrInvalidToken },
+		Scopes:         []string{"mcp"},
+		Policy:         cfg.Policy,
+		ListAllTools:   cfg.ListAll,
+		AllowedOrigins: cfg.AllowedOrigins,
+	}
+	if cfg.MCPRateLimit != nil {
+		rc.RateLimit = *cfg.MCPRateLimit
+	}
+	s, err := resource.New(rc, nil)
+	if err != nil {
+		t.Fatalf("resource.New with the example's settings: %v", err)
+	}
+	noop := func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{}, nil
+	}
+	for _, name := range []string{"files_read", "files_write_all", "debug_dump", "ping"} {
+		s.AddTool(&mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, noop)
+	}
+	want := map[string][]string{
+		"whoami":          {"mcp"},
+		"files_read":      {"files.read", "mcp"},
+		"files_write_all": {"files.read", "mcp"}, // the example has no files_write* rule: files_* decides
+		"ping":            {"mcp"},               // the rule gives no scopes: the tool's own (the basic scope)
+	}
+	if diff := cmp.Diff(want, s.ToolScopes()); diff != "" {
+		t.Errorf("effective tool scopes (-want +got):\n%s", diff)
+	}
 }
