@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -421,5 +422,53 @@ func TestToolConfigResourceServer(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, s.ToolScopes()); diff != "" {
 		t.Errorf("effective tool scopes (-want +got):\n%s", diff)
+	}
+}
+
+// TestToolConfigDocExample: the worked example of docs/configuration.md is
+// a valid file that means what the page says.
+func TestToolConfigDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/configuration.md has no ```yaml block")
+	}
+	cfg, err := parseToolConfig("configuration.md", []byte(example), toolconfigEnv(nil))
+	if err != nil {
+		t.Fatalf("the documented example does not load:\n%v", err)
+	}
+	if !slices.Equal(cfg.AllowedOrigins, []string{"https://app.example.com", "http://localhost:6274"}) {
+		t.Errorf("origins = %v, want the default of ${EXTRA_ORIGIN:-…} used", cfg.AllowedOrigins)
+	}
+	s, err := resource.New(resource.Config{
+		Resource: "https://auth.example.com/mcp",
+		Issuer:   "https://auth.example.com",
+		Verify:   func(context.Context, string) (*oauth.TokenInfo, error) { return nil, oauth.ErrInvalidToken },
+		Scopes:   []string{"mcp"},
+		Policy:   cfg.Policy,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noop := func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{}, nil
+	}
+	for _, name := range []string{"files_read", "files_write", "debug_dump"} {
+		s.AddTool(&mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, noop)
+	}
+	want := map[string][]string{
+		"whoami":      {"mcp"},
+		"files_read":  {"files.read"},
+		"files_write": {"files.write"},
+	}
+	if diff := cmp.Diff(want, s.ToolScopes()); diff != "" {
+		t.Errorf("effective tool scopes (-want +got):\n%s", diff)
+	}
+	if len(cfg.Scopes) != 2 || !cfg.Scopes[1].AdminOnly {
+		t.Errorf("scopes = %+v, want files.read and an admin-only files.write", cfg.Scopes)
 	}
 }
