@@ -40,7 +40,9 @@ func rsNewOracle() *rsOracle {
 			return next(ctx, method, req)
 		}
 	})
-	ok := func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { return &mcp.CallToolResult{}, nil }
+	ok := func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{}, nil
+	}
 	for _, name := range []string{"whoami", "admin_stats", "a"} {
 		srv.AddTool(&mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, ok)
 	}
@@ -164,7 +166,7 @@ func TestInspect(t *testing.T) {
 		{`[` + rsCall(1, "a") + `,{"jsonrpc":"2.0","method":"notifications/initialized"},` + rsCall(2, "b") + `]`, []string{"a", "b"}, true},
 		{`{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"name":"x"}}`, []string{"x"}, false},
 		{`{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}`, nil, false}, // a notification is refused, not called
-		{`[` + rsCall(1, "a") + `,{"bad"}]`, nil, false},                                  // undecodable: the go-sdk refuses it all
+		{`[` + rsCall(1, "a") + `,{"bad"}]`, nil, false},                              // undecodable: the go-sdk refuses it all
 	}
 	for _, tt := range tests {
 		p := inspect([]byte(tt.body))
