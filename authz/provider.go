@@ -60,6 +60,10 @@ type oauthService struct {
 	codeSignature func(ctx context.Context, code string) string
 	// accessSigner verifies our JWT access tokens (userinfo).
 	accessSigner *jwtSigner
+	// verify and revoked serve VerifyAccessToken: its cache of verified
+	// tokens and the set of revoked grants (verify.go, revocation.go).
+	verify  *accessVerifier
+	revoked *revocations
 }
 
 // initOAuth composes fosite (fosite-notes §10, §15): authorization code with
@@ -106,11 +110,11 @@ func (s *Server) initOAuth() error {
 	idSigner := &jwtSigner{keys: s.keys, typ: typIDToken}
 	store := &fositeStore{DB: s.db, server: s, codeSignature: hmacStrategy.AuthorizeCodeSignature, refreshGrace: refreshTokenGrace}
 	strategy := &compose.CommonStrategy{
-		CoreStrategy: &oauth2.DefaultJWTStrategy{
+		CoreStrategy: grantStrategy{&oauth2.DefaultJWTStrategy{
 			Signer:          accessSigner,
 			HMACSHAStrategy: hmacStrategy, // codes and refresh tokens stay opaque
 			Config:          cfg,
-		},
+		}},
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: idSigner, Config: cfg},
 		Signer:                     idSigner, // id_token_hint
 	}
@@ -135,7 +139,32 @@ func (s *Server) initOAuth() error {
 		codeSignature: hmacStrategy.AuthorizeCodeSignature,
 		accessSigner:  accessSigner,
 	}
-	return nil
+	return s.initVerifier()
+}
+
+// grantStrategy is fosite's JWT access-token strategy, which first records
+// the grant in the session, so the token carries it as its grant_id claim.
+// It is done here, where every access token is minted (code exchange,
+// refresh, client_credentials, and any grant added later), from fosite's
+// request id: fosite carries that id from the authorization request to the
+// code exchange and on to every refresh (flow_authorize_code_token.go and
+// flow_refresh.go SetID), and storage revokes by it (RevokeAccessToken,
+// RevokeRefreshToken), so it is exactly the unit of revocation.
+type grantStrategy struct {
+	*oauth2.DefaultJWTStrategy
+}
+
+// GenerateAccessToken implements oauth2.AccessTokenStrategy.
+func (g grantStrategy) GenerateAccessToken(ctx context.Context, requester fosite.Requester) (string, string, error) {
+	sess, ok := requester.GetSession().(*grantSession)
+	if !ok {
+		return "", "", fmt.Errorf("access token: session is %T, not *grantSession", requester.GetSession())
+	}
+	if requester.GetID() == "" {
+		return "", "", errors.New("access token: request has no id")
+	}
+	sess.GrantID = requester.GetID()
+	return g.DefaultJWTStrategy.GenerateAccessToken(ctx, requester)
 }
 
 // ---- storage as fosite sees it ----

@@ -197,11 +197,12 @@ func (s *Server) tokenError(ctx context.Context, w http.ResponseWriter, r *http.
 	return s.fositeError(w, r, err)
 }
 
-// revokeGrant revokes every token of the grant requestID, on a context that
-// outlives the request (the client may hang up; the revocation must happen).
+// revokeGrant revokes every token of the grant requestID and publishes the
+// revocation, on a context that outlives the request (the client may hang
+// up; the revocation must happen).
 func (s *Server) revokeGrant(ctx context.Context, requestID string) {
 	ctx = context.WithoutCancel(ctx)
-	if err := errors.Join(s.db.RevokeAccessToken(ctx, requestID), s.db.RevokeRefreshToken(ctx, requestID)); err != nil {
+	if err := s.db.RevokeGrant(ctx, requestID); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		s.log.ErrorContext(ctx, "revoke grant after code reuse", "request_id", requestID, "err", err)
 	}
 }
