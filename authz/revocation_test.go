@@ -206,3 +206,27 @@ func TestRevocationOnReuse(t *testing.T) {
 		}
 	})
 }
+
+// TestRevocationReconcile: a revocation whose notification never arrived (a
+// row written without NOTIFY) is picked up by the periodic reconciliation,
+// and expired rows leave the set with it.
+func TestRevocationReconcile(t *testing.T) {
+	e := newTokEnv(t, nil)
+	ctx := t.Context()
+	secret := e.client(tokClient{id: "web", confidential: true})
+	e.s.oauth.revoked.reconcileEvery = 50 * time.Millisecond
+	revocationRun(t, e.s)
+	g := revocationGrant(t, e, secret)
+	grant := revocationAccepts(t, e.s, g.str("access_token"))
+	gone := "6f1c2d4e-0000-4000-8000-0000000000ee"
+	e.s.oauth.revoked.add(gone) // as if notified; its row has since been cleaned up
+
+	if _, err := e.s.db.Pool().Exec(ctx,
+		`INSERT INTO revoked_grants (grant_id, expires_at) VALUES ($1, now() + interval '10 minutes')`, grant); err != nil {
+		t.Fatal(err)
+	}
+	verifyRefusedWithin(t, e.s, g.str("access_token"), time.Second)
+	if e.s.oauth.revoked.revoked(gone) {
+		t.Errorf("a grant with no row left is still in the set after a reload")
+	}
+}
