@@ -17,7 +17,7 @@ import (
 // value wins and trailing bytes are ignored, nesting capped at 1000):
 //
 //   - mcp/transport.go readBatch: an array of raw messages if the body is
-//     one, else one message; each through jsonrpc.DecodeMessage;
+//     one, else one message; each as jsonrpc.DecodeMessage decodes it;
 //   - mcp/streamable.go servePOST: any undecodable message fails the whole
 //     POST (nothing is called);
 //   - mcp/shared.go newMethodInfo: tools/call params decoded into
@@ -58,18 +58,17 @@ func inspect(body []byte) peek {
 	}
 	p := peek{batch: batch}
 	for _, msg := range msgs {
-		req, ok := msg.(*jsonrpc.Request)
-		if !ok {
+		if !msg.isRequest {
 			continue
 		}
 		if !batch {
-			p.id = req.ID
+			p.id = msg.id
 		}
-		if req.Method != "tools/call" || !req.IsCall() || len(req.Params) == 0 {
+		if msg.method != "tools/call" || !msg.id.IsValid() || len(msg.params) == 0 {
 			continue // the go-sdk refuses a tools/call notification or one without params
 		}
 		var params *mcp.CallToolParamsRaw
-		if !unmarshal(req.Params, &params) || params == nil {
+		if !unmarshal(msg.params, &params) || params == nil {
 			continue // invalid params (-32602) or null params: nothing is called
 		}
 		p.tools = append(p.tools, params.Name)
@@ -77,27 +76,71 @@ func inspect(body []byte) peek {
 	return p
 }
 
+// message is one decoded JSON-RPC message: a request (call or
+// notification) when isRequest, else a response.
+type message struct {
+	isRequest bool
+	method    string
+	id        jsonrpc.ID
+	params    encjson.RawMessage
+}
+
 // readBatch mirrors the go-sdk's readBatch (mcp/transport.go).
-func readBatch(body []byte) (msgs []jsonrpc.Message, batch, ok bool) {
+func readBatch(body []byte) (msgs []message, batch, ok bool) {
 	var raw []encjson.RawMessage
 	if unmarshal(body, &raw) {
 		if len(raw) == 0 {
 			return nil, true, false
 		}
+		msgs = make([]message, 0, len(raw))
 		for _, r := range raw {
-			msg, err := jsonrpc.DecodeMessage(r)
-			if err != nil {
+			msg, ok := decodeMessage(r)
+			if !ok {
 				return nil, true, false
 			}
 			msgs = append(msgs, msg)
 		}
 		return msgs, true, true
 	}
-	msg, err := jsonrpc.DecodeMessage(body)
-	if err != nil {
+	msg, ok := decodeMessage(body)
+	if !ok {
 		return nil, false, false
 	}
-	return []jsonrpc.Message{msg}, false, true
+	return []message{msg}, false, true
+}
+
+// wireMessage is the go-sdk's wireDecode (internal/jsonrpc2/messages.go).
+type wireMessage struct {
+	VersionTag string             `json:"jsonrpc"`
+	ID         any                `json:"id,omitempty"`
+	Method     encjson.RawMessage `json:"method"`
+	Params     encjson.RawMessage `json:"params,omitempty"`
+	Result     encjson.RawMessage `json:"result,omitempty"`
+	Error      *jsonrpc.Error     `json:"error,omitempty"`
+}
+
+// decodeMessage mirrors jsonrpc.DecodeMessage, without its decoder's 32 KiB
+// read buffer: the same fields, checks and outcome.
+func decodeMessage(data []byte) (message, bool) {
+	var w wireMessage
+	if !unmarshal(data, &w) || w.VersionTag != "2.0" {
+		return message{}, false
+	}
+	id, err := jsonrpc.MakeID(w.ID)
+	if err != nil {
+		return message{}, false
+	}
+	if len(w.Method) > 0 { // the "method" key is present, even as ""
+		var method string
+		if !unmarshal(w.Method, &method) {
+			return message{}, false
+		}
+		return message{isRequest: true, method: method, id: id, params: w.Params}, true
+	}
+	if !id.IsValid() { // a response needs an id
+		return message{}, false
+	}
+	return message{id: id}, true
 }
 
 // unmarshal decodes the first JSON value of data into v as the go-sdk's

@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -117,6 +118,17 @@ func FuzzInspect(f *testing.F) {
 	}
 	o := rsNewOracle()
 	f.Fuzz(func(t *testing.T, body []byte, v uint8) {
+		// decodeMessage is jsonrpc.DecodeMessage without its buffer.
+		m, ok := decodeMessage(body)
+		dm, err := jsonrpc.DecodeMessage(body)
+		if ok != (err == nil) {
+			t.Fatalf("decodeMessage ok=%v, jsonrpc.DecodeMessage err=%v: body %q", ok, err, body)
+		}
+		if req, isReq := dm.(*jsonrpc.Request); ok && (isReq != m.isRequest || isReq &&
+			(req.Method != m.method || req.ID != m.id || !bytes.Equal(req.Params, m.params))) {
+			t.Fatalf("decodeMessage = %+v, jsonrpc.DecodeMessage = %+v: body %q", m, dm, body)
+		}
+
 		version := rsVersions[int(v)%len(rsVersions)]
 		called, status := o.run(body, version)
 		got := inspect(body).tools
@@ -145,11 +157,11 @@ func rsDuplicateIDs(body []byte) bool {
 	msgs, _, _ := readBatch(body)
 	var ids []any
 	for _, m := range msgs {
-		if r, ok := m.(*jsonrpc.Request); ok && r.IsCall() {
-			if slices.Contains(ids, r.ID.Raw()) {
+		if m.isRequest && m.id.IsValid() {
+			if slices.Contains(ids, m.id.Raw()) {
 				return true
 			}
-			ids = append(ids, r.ID.Raw())
+			ids = append(ids, m.id.Raw())
 		}
 	}
 	return false
