@@ -478,3 +478,32 @@ func TestRevocationListenerReconnect(t *testing.T) {
 		t.Errorf("notification %q, want %q", got, g.req.ID)
 	}
 }
+
+// TestDisablingAUserRevokesTheirGrants: a disabled user keeps no grant.
+func TestDisablingAUserRevokesTheirGrants(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := t.Context()
+	client := mustCreateClient(t, db, "disable-client")
+	u := &storage.User{Username: "carol", PasswordHash: "x"}
+	if err := db.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	g := revokeNewGrant(t, db, client, u.ID, time.Hour)
+	other := revokeNewGrant(t, db, client, "someone-else", time.Hour)
+	if err := db.SetUserDisabled(ctx, u.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if code, refresh, access := revokeState(t, db, g); code || refresh || access {
+		t.Errorf("after disabling the user: code %v refresh %v access %v still live", code, refresh, access)
+	}
+	if _, _, access := revokeState(t, db, other); !access {
+		t.Error("another user's grant was revoked too")
+	}
+	revoked, err := db.RevokedGrants(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := revoked[g.req.ID]; !ok {
+		t.Errorf("the grant is not in the revoked set: %v", revoked)
+	}
+}

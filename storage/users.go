@@ -139,9 +139,9 @@ func (db *DB) ListUsers(ctx context.Context) ([]*User, error) {
 }
 
 // SetUserDisabled disables or re-enables a user. Disabling ends every
-// browser session of the user in the same transaction (the user's OAuth
-// grants are the token layer's to revoke). Disabling a disabled user keeps
-// the original DisabledAt. A missing user gives ErrNotFound.
+// browser session and revokes every grant of the user in the same
+// transaction. Disabling a disabled user keeps the original DisabledAt. A
+// missing user gives ErrNotFound.
 func (db *DB) SetUserDisabled(ctx context.Context, id string, disabled bool) error {
 	op := fmt.Sprintf("set user %q disabled", id)
 	return db.InTx(ctx, func(ctx context.Context) error {
@@ -150,11 +150,17 @@ func (db *DB) SetUserDisabled(ctx context.Context, id string, disabled bool) err
 			 WHERE id = $1`, disabled); err != nil {
 			return err
 		}
-		if disabled {
-			_, err := db.DeleteUserBrowserSessions(ctx, id)
+		if !disabled {
+			return nil
+		}
+		// A disabled user keeps nothing: no browser session, and no grant
+		// (their access tokens stop working at /mcp on every replica and their
+		// refresh tokens are dead), in the same transaction.
+		if _, err := db.DeleteUserBrowserSessions(ctx, id); err != nil {
 			return err
 		}
-		return nil
+		_, err := db.RevokeUserGrants(ctx, id)
+		return err
 	})
 }
 

@@ -129,7 +129,7 @@ func (e *environment) user(ctx context.Context, args []string) error {
 			return fmt.Errorf("user %s: %w", sub, err)
 		}
 		if sub == "disable" {
-			fmt.Fprintf(e.stdout, "disabled %s: they cannot sign in, and their browser sessions are ended\n", u.Username)
+			fmt.Fprintf(e.stdout, "disabled %s: they cannot sign in; their browser sessions are ended and every grant of theirs is revoked\n", u.Username)
 		} else {
 			fmt.Fprintf(e.stdout, "enabled %s\n", u.Username)
 		}
