@@ -177,7 +177,29 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*oauth.To
 		oauth.WriteError(w, err)
 		return nil, false
 	}
+	if !s.forUs(ti.Audience) {
+		// Verify checks the audience already; a token for another resource
+		// must never be accepted here, whatever the verifier (RFC 8707 §2,
+		// MCP "Token Handling": no passthrough), so check it again.
+		s.log.ErrorContext(r.Context(), "verifier accepted a token for another audience", "client_id", ti.ClientID)
+		s.unauthorized(w, oauth.InvalidToken, "invalid token: wrong audience")
+		return nil, false
+	}
 	return ti, true
+}
+
+// forUs reports whether aud names this resource server (canonical forms,
+// so a trailing slash does not matter).
+func (s *Server) forUs(aud []string) bool {
+	for _, a := range aud {
+		if a == s.cfg.Resource {
+			return true
+		}
+		if c, err := oauth.CanonicalResource(a); err == nil && c == s.canonical {
+			return true
+		}
+	}
+	return false
 }
 
 // safeDescription is the part of a verification error that may go to the

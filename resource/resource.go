@@ -91,6 +91,7 @@ type Server struct {
 	mcp     *mcp.Server
 	handler http.Handler // the go-sdk Streamable HTTP handler
 
+	canonical   string   // oauth.CanonicalResource(cfg.Resource), to match aud
 	mcpPath     string   // path of cfg.Resource: where /mcp is mounted
 	metadataURL string   // RFC 9728 §3.1: the path-inserted PRM URL
 	origins     []string // allowed Origin values, normalised
@@ -139,6 +140,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.origins = append(s.origins, originOf(mustParse(cfg.Issuer)))
 	for _, o := range cfg.AllowedOrigins {
 		s.origins = append(s.origins, originOf(mustParse(o)))
+	}
+	if s.canonical, err = oauth.CanonicalResource(cfg.Resource); err != nil {
+		return nil, fmt.Errorf("resource server config: resource %q: %w", cfg.Resource, err)
 	}
 	if s.prm, err = s.metadataDocument(); err != nil {
 		return nil, err

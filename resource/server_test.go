@@ -27,6 +27,7 @@ import (
 // rsVerifier is a hand-written fake of the authorization server's verifier:
 // a map of token → what it grants.
 type rsVerifier struct {
+	aud    string // the audience of the tokens add makes
 	mu     sync.Mutex
 	tokens map[string]*oauth.TokenInfo
 	calls  int
@@ -50,7 +51,7 @@ func (v *rsVerifier) add(token, sub, client string, scopes ...string) *oauth.Tok
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	ti := &oauth.TokenInfo{
-		Subject: sub, ClientID: client, Scopes: scopes, Audience: []string{"x"},
+		Subject: sub, ClientID: client, Scopes: scopes, Audience: []string{"https://other.example/mcp", v.aud},
 		GrantID: "grant-" + token, TokenID: "jti-" + token,
 		IssuedAt: time.Now().Add(-time.Minute), Expiry: time.Now().Add(10 * time.Minute).Truncate(time.Second),
 	}
@@ -75,7 +76,7 @@ func rsNewEnv(t testing.TB, mod func(*Config)) *rsEnv {
 	var h http.Handler = http.NotFoundHandler()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(ts.Close)
-	v := &rsVerifier{tokens: map[string]*oauth.TokenInfo{}}
+	v := &rsVerifier{tokens: map[string]*oauth.TokenInfo{}, aud: ts.URL + "/mcp/"}
 	cfg := Config{
 		Resource:       ts.URL + "/mcp",
 		Issuer:         ts.URL,
@@ -290,6 +291,9 @@ func TestListAllTools(t *testing.T) {
 func TestUnauthorized(t *testing.T) {
 	e := rsNewEnv(t, nil)
 	e.verify.add("good", "u", "c", "mcp")
+	// A verifier that let a token for another resource through: refused
+	// here all the same.
+	e.verify.add("elsewhere", "u", "c", "mcp").Audience = []string{"https://other.example/mcp"}
 	md := e.ts.URL + "/.well-known/oauth-protected-resource/mcp"
 	plain := `Bearer resource_metadata="` + md + `", scope="mcp"`
 	invalid := func(desc string) string {
@@ -312,6 +316,7 @@ func TestUnauthorized(t *testing.T) {
 		{"malformed token", []string{"Bearer a b"}, "", 401, invalid("invalid token: malformed"), ""},
 		{"empty token", []string{"Bearer "}, "", 401, invalid("invalid token: malformed"), ""},
 		{"too long", []string{"Bearer " + strings.Repeat("a", maxAuthorization)}, "", 401, invalid("invalid token: too long"), ""},
+		{"token for another audience", []string{"Bearer elsewhere"}, "", 401, invalid("invalid token: wrong audience"), ""},
 		{"two headers", []string{"Bearer good", "Bearer good"}, "", 400,
 			`Bearer resource_metadata="` + md + `", error="invalid_request", error_description="more than one Authorization header"`, ""},
 		{"verifier failure is a 500 and tells nothing", []string{"Bearer internal-failure"}, "", 500, "",
