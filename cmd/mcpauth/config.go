@@ -42,6 +42,12 @@ type Config struct {
 	UnusedClientTTL   time.Duration    // registered clients that never obtained a grant are deleted after this
 	RedisURL          string           // shared rate-limit counters; "" = in memory, per replica
 	RateLimits        authz.RateLimits // from "N-S|M|H|D" (requests per second, minute, hour or day)
+
+	// Tools is the tool policy and MCP endpoint settings of the file named
+	// by MCPAUTH_CONFIG (docs/configuration.md); without a file, the
+	// defaults.
+	ToolsFile string
+	Tools     *toolConfig
 }
 
 // jwksMaxAge is how long clients may cache /jwks.json. KeyPublishAhead must
@@ -59,6 +65,7 @@ func DefaultConfig() Config {
 		SessionTTL:      12 * time.Hour,
 		UnusedClientTTL: 7 * 24 * time.Hour,
 		RateLimits:      authz.DefaultRateLimits(),
+		Tools:           &toolConfig{},
 		KeyPublishAhead: 2 * jwksMaxAge,
 		KeyReload:       30 * time.Second,
 		CleanupInterval: time.Minute,
@@ -174,6 +181,14 @@ func (c *Config) load(getenv func(string) string) error {
 		}
 	}
 	str("MCPAUTH_LOG_FORMAT", &c.LogFormat)
+	if path := getenv("MCPAUTH_CONFIG"); path != "" {
+		tc, err := loadToolConfig(path, getenv)
+		if err != nil {
+			errs = append(errs, envError("MCPAUTH_CONFIG", "%v", err))
+		} else {
+			c.ToolsFile, c.Tools = path, tc
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -324,6 +339,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("trusted_proxies", strings.Join(proxies, ",")),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
+		slog.String("config_file", c.ToolsFile),
 	)
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpauth/mcpauth/authz"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -132,5 +134,56 @@ func TestLoopbackIssuerAllowsHTTP(t *testing.T) {
 		if err := validateIssuer(iss); err != nil {
 			t.Errorf("validateIssuer(%q) = %v", iss, err)
 		}
+	}
+}
+
+// TestServeRefusesABadToolConfig: a bad MCPAUTH_CONFIG file stops serve,
+// naming the file and the line.
+func TestServeRefusesABadToolConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mcpauth.yaml")
+	if err := os.WriteFile(path, []byte("tools:\n  rules:\n    - match: whoami\n      scopez: [mcp]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := safeEnv()
+	env["MCPAUTH_CONFIG"] = path
+	err := run(t.Context(), []string{"serve"}, envOf(env), &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "MCPAUTH_CONFIG") || !strings.Contains(err.Error(), path+":4") {
+		t.Fatalf("serve with a bad config file: %v", err)
+	}
+}
+
+func TestSupportedScopes(t *testing.T) {
+	tc, err := parseToolConfig("test.yaml", []byte(`
+scopes:
+  files:
+    description: Read and write your files
+tools:
+  rules:
+    - match: "files_*"
+      scopes: [files]
+    - match: deploy
+      scopes: [ops]
+`), envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := supportedScopes(tc, map[string][]string{"whoami": {"mcp"}, "files_read": {"files"}, "deploy": {"ops", "mcp"}})
+	byName := map[string]authz.Scope{}
+	var names []string
+	for _, sc := range got {
+		byName[sc.Name] = sc
+		names = append(names, sc.Name)
+	}
+	if want := "mcp admin openid profile offline_access files ops"; strings.Join(names, " ") != want {
+		t.Errorf("scopes = %v, want %s", names, want)
+	}
+	if sc := byName["files"]; sc.Description != "Read and write your files" || strings.Join(sc.Tools, ",") != "files_read" {
+		t.Errorf("files = %+v", sc)
+	}
+	if sc := byName["mcp"]; strings.Join(sc.Tools, ",") != "deploy,whoami" {
+		t.Errorf("mcp tools = %v", sc.Tools)
+	}
+	if !byName["admin"].AdminOnly || byName["ops"].Description == "" {
+		t.Errorf("admin %+v, ops %+v", byName["admin"], byName["ops"])
 	}
 }

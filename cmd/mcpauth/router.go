@@ -24,7 +24,11 @@ type routerDeps struct {
 	log     *slog.Logger
 	metrics *metrics
 	ready   func(context.Context) error // nil error: ready to serve
-	mounts  []http.Handler              // each package's Routes(), mounted at the root
+	authz   http.Handler                // the authorization server's Routes(), at the root
+	// resource is the resource server's Routes(), at the MCP endpoint's
+	// path and the protected resource metadata paths (RFC 9728 §3.1).
+	resource     http.Handler
+	resourcePath string
 }
 
 // newRouter builds the one router of the process: operations endpoints and
@@ -49,9 +53,13 @@ func newRouter(d routerDeps) http.Handler {
 	})
 	r.Get("/readyz", handleReady(d.log, d.ready))
 	r.Handle("/metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
-	for _, m := range d.mounts {
-		r.Mount("/", m)
+	if d.resource != nil {
+		const prm = "/.well-known/oauth-protected-resource"
+		r.Handle(d.resourcePath, d.resource)
+		r.Handle(prm, d.resource)
+		r.Handle(prm+d.resourcePath, d.resource)
 	}
+	r.Mount("/", d.authz)
 	return r
 }
 

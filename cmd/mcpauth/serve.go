@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +19,9 @@ import (
 
 	"github.com/mcpauth/mcpauth/authz"
 	"github.com/mcpauth/mcpauth/authz/keys"
+	"github.com/mcpauth/mcpauth/authz/oauth"
 	"github.com/mcpauth/mcpauth/migrations"
+	"github.com/mcpauth/mcpauth/resource"
 	"github.com/mcpauth/mcpauth/storage"
 )
 
@@ -47,13 +50,55 @@ func configError(err error) error {
 	return fmt.Errorf("refusing to start; fix the configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 }
 
+// mcpPath is where the MCP endpoint is served: the canonical MCP URL is the
+// issuer plus this path.
+const mcpPath = "/mcp"
+
+// defaultScope is what a request with no scope gets, and all that the
+// built-in whoami tool needs.
+const defaultScope = "mcp"
+
 // builtinScopes are the scopes mcpauth supports by itself: its MCP tools'
-// scope and the OpenID Connect ones. The consent page shows the descriptions.
+// scopes and the OpenID Connect ones, in the order the consent page lists
+// them. The configuration file adds its own.
 var builtinScopes = []authz.Scope{
-	{Name: "mcp", Description: "Use the MCP tools of this server on your behalf"},
+	{Name: defaultScope, Description: "Use the MCP tools of this server on your behalf"},
+	{Name: resource.AdminScope, Description: "Administer mcpauth: see and revoke every user's connected applications", AdminOnly: true},
 	{Name: "openid", Description: "Confirm who you are to the application"},
 	{Name: "profile", Description: "See your user name"},
 	{Name: "offline_access", Description: "Stay connected while you are away (refresh tokens)"},
+}
+
+// supportedScopes is every scope the authorization server supports: the
+// built-in ones, then those the configuration file describes or names
+// (its description wins), each with the tools it unlocks.
+func supportedScopes(tc *toolConfig, toolScopes map[string][]string) []authz.Scope {
+	scopes := slices.Clone(builtinScopes)
+	index := func(name string) int {
+		return slices.IndexFunc(scopes, func(s authz.Scope) bool { return s.Name == name })
+	}
+	for _, sc := range tc.Scopes {
+		if i := index(sc.Name); i >= 0 {
+			scopes[i].Description, scopes[i].AdminOnly = sc.Description, sc.AdminOnly
+		} else {
+			scopes = append(scopes, sc)
+		}
+	}
+	for _, name := range tc.scopeNames() {
+		if index(name) < 0 {
+			scopes = append(scopes, authz.Scope{Name: name, Description: "Use the tools that need the " + name + " scope"})
+		}
+	}
+	for i := range scopes {
+		scopes[i].Tools = nil
+		for tool, need := range toolScopes {
+			if slices.Contains(need, scopes[i].Name) {
+				scopes[i].Tools = append(scopes[i].Tools, tool)
+			}
+		}
+		slices.Sort(scopes[i].Tools)
+	}
+	return scopes
 }
 
 // limiterStore is where rate-limit counters live: Redis when configured,
@@ -115,16 +160,43 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 		return err
 	}
 	defer closeStore()
-	az, err := authz.New(authz.Config{
+	// The resource server verifies tokens with the authorization server,
+	// and the consent page lists the resource server's tools per scope: the
+	// resource server is built first, with a verifier that calls the
+	// authorization server, which exists before anything is served.
+	var az *authz.Server
+	mcpURL := cfg.Issuer + mcpPath
+	rsCfg := resource.Config{
+		Resource: mcpURL,
+		Issuer:   cfg.Issuer,
+		Verify: func(ctx context.Context, token string) (*oauth.TokenInfo, error) {
+			return az.VerifyAccessToken(ctx, token)
+		},
+		Scopes:         []string{defaultScope},
+		Policy:         cfg.Tools.Policy,
+		ListAllTools:   cfg.Tools.ListAll,
+		AllowedOrigins: cfg.Tools.AllowedOrigins,
+		LimiterStore:   store,
+		Version:        version(),
+	}
+	if cfg.Tools.MCPRateLimit != nil {
+		rsCfg.RateLimit = *cfg.Tools.MCPRateLimit
+	}
+	rs, err := resource.New(rsCfg, log)
+	if err != nil {
+		return err
+	}
+	resource.AddAdminTools(rs, db)
+	az, err = authz.New(authz.Config{
 		Issuer:            cfg.Issuer,
-		MCPResource:       cfg.Issuer + "/mcp",
+		MCPResource:       mcpURL,
 		Secret:            cfg.Secret,
 		AccessTokenTTL:    cfg.AccessTokenTTL,
 		RefreshTokenTTL:   cfg.RefreshTokenTTL,
 		CodeTTL:           cfg.CodeTTL,
 		SessionTTL:        cfg.SessionTTL,
-		Scopes:            builtinScopes,
-		DefaultScopes:     []string{"mcp"},
+		Scopes:            supportedScopes(cfg.Tools, rs.ToolScopes()),
+		DefaultScopes:     []string{defaultScope},
 		RegistrationToken: cfg.RegistrationToken,
 		UnusedClientTTL:   cfg.UnusedClientTTL,
 		RateLimits:        cfg.RateLimits,
@@ -135,11 +207,13 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 		return err
 	}
 	handler := newRouter(routerDeps{
-		cfg:     cfg,
-		log:     log,
-		metrics: newMetrics(poolCollector{db}),
-		ready:   db.Ping,
-		mounts:  []http.Handler{az.Routes()},
+		cfg:          cfg,
+		log:          log,
+		metrics:      newMetrics(poolCollector{db}),
+		ready:        db.Ping,
+		authz:        az.Routes(),
+		resource:     rs.Routes(),
+		resourcePath: mcpPath,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -154,6 +228,7 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 	wg.Go(func() { ks.Run(bg, cfg.KeyReload) })
 	wg.Go(func() { db.RunCleanup(bg, cfg.CleanupInterval, log) })
 	wg.Go(func() { az.RunClientSweeper(bg, time.Hour) })
+	wg.Go(func() { az.RunRevocations(bg) })
 	defer func() {
 		stopBG()
 		wg.Wait()
