@@ -70,6 +70,9 @@ type Config struct {
 	Name string
 	// Version is the MCP serverInfo version; default "dev".
 	Version string
+	// MCPOptions are passed to the go-sdk server (completions, resource
+	// subscriptions, instructions…); its Logger defaults to New's logger.
+	MCPOptions *mcp.ServerOptions
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -148,7 +151,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 
-	s.mcp = mcp.NewServer(&mcp.Implementation{Name: cfg.Name, Version: cfg.Version}, &mcp.ServerOptions{Logger: log})
+	opts := mcp.ServerOptions{}
+	if cfg.MCPOptions != nil {
+		opts = *cfg.MCPOptions
+	}
+	if opts.Logger == nil {
+		opts.Logger = log
+	}
+	s.mcp = mcp.NewServer(&mcp.Implementation{Name: cfg.Name, Version: cfg.Version}, &opts)
 	s.mcp.AddReceivingMiddleware(s.receivingMiddleware)
 	s.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.mcp }, &mcp.StreamableHTTPOptions{
 		// Any replica serves any request: no session lives in one

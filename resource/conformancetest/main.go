@@ -73,11 +73,19 @@ func run(ctx context.Context, args []string) error {
 	return nil
 }
 
+// complete answers completion/complete with no suggestions: the fixture's
+// prompts and resource templates have no argument worth completing, and the
+// scenario checks that the method answers with a valid (empty) completion.
+func complete(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: []string{}}}, nil
+}
+
 // newFixtureServer builds mcpauth's resource server from cfg and registers
 // the fixture on it: the tools through Server.AddTool (so that the policy
 // layer knows them), resources and prompts on the underlying go-sdk server.
 func newFixtureServer(cfg resource.Config, log *slog.Logger) (*resource.Server, error) {
 	cfg.Name = "mcpauth-conformance-fixture"
+	cfg.MCPOptions = &mcp.ServerOptions{CompletionHandler: complete}
 	s, err := resource.New(cfg, log)
 	if err != nil {
 		return nil, err
