@@ -36,22 +36,10 @@ type introspection struct {
 // wants the server to decide who may learn what about a token. Revoked,
 // expired, unknown and foreign tokens are all just inactive.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) error {
-	noStore(w)
-	if err := parseOAuthForm(w, r); err != nil {
+	if err := s.tokenRequest(w, r, "introspect"); err != nil {
 		return err
 	}
 	ctx := r.Context()
-	if err := s.allow(ctx, w, s.limits.token, "introspect", rateKey(r)); err != nil {
-		return err
-	}
-	for _, p := range []string{"token", "token_type_hint", "client_id", "client_secret"} {
-		if len(r.PostForm[p]) > 1 {
-			return &oauth.Error{Code: oauth.InvalidRequest, Description: "parameter " + p + " is repeated"}
-		}
-	}
-	if !clientNamed(r) {
-		return errNoClient
-	}
 	caller, err := s.oauth.fosite.AuthenticateClient(ctx, r, r.PostForm)
 	if err != nil {
 		return s.fositeError(w, r, err)
@@ -63,10 +51,6 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) error 
 		return &oauth.Error{Code: oauth.InvalidClient, Description: "introspection is only for confidential clients", Status: http.StatusUnauthorized}
 	}
 	token := r.PostForm.Get("token")
-	if token == "" {
-		return &oauth.Error{Code: oauth.InvalidRequest, Description: "token is missing"}
-	}
-
 	resp := introspection{}
 	sess := &grantSession{}
 	use, ar, err := s.oauth.provider.IntrospectToken(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")), sess)
