@@ -622,15 +622,8 @@ type clientInformation struct {
 	GrantTypes              []string `json:"grant_types"`
 	ResponseTypes           []string `json:"response_types,omitempty"`
 	Scope                   string   `json:"scope,omitempty"`
-	ApplicationType         string   `json:"application_type,omitempty"`
-	ClientName              string   `json:"client_name,omitempty"`
-	ClientURI               string   `json:"client_uri,omitempty"`
-	LogoURI                 string   `json:"logo_uri,omitempty"`
-	Contacts                []string `json:"contacts,omitempty"`
-	TOSURI                  string   `json:"tos_uri,omitempty"`
-	PolicyURI               string   `json:"policy_uri,omitempty"`
-	SoftwareID              string   `json:"software_id,omitempty"`
-	SoftwareVersion         string   `json:"software_version,omitempty"`
+	// The descriptive metadata, inline, each member omitted when absent.
+	storage.ClientMetadata
 }
 
 // writeClientInformation writes the client information response; secret and
@@ -647,15 +640,7 @@ func (s *Server) writeClientInformation(w http.ResponseWriter, status int, c *st
 		GrantTypes:              c.GetGrantTypes(),
 		ResponseTypes:           c.ResponseTypes,
 		Scope:                   oauth.FormatScope(c.Scopes),
-		ApplicationType:         c.Metadata.ApplicationType,
-		ClientName:              c.Metadata.ClientName,
-		ClientURI:               c.Metadata.ClientURI,
-		LogoURI:                 c.Metadata.LogoURI,
-		Contacts:                c.Metadata.Contacts,
-		TOSURI:                  c.Metadata.TOSURI,
-		PolicyURI:               c.Metadata.PolicyURI,
-		SoftwareID:              c.Metadata.SoftwareID,
-		SoftwareVersion:         c.Metadata.SoftwareVersion,
+		ClientMetadata:          c.Metadata,
 	}
 	if info.RedirectURIs == nil {
 		info.RedirectURIs = []string{}
