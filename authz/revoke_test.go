@@ -50,6 +50,25 @@ func TestRevoke(t *testing.T) {
 			t.Errorf("tokens still active after revoking the access token")
 		}
 	})
+	t.Run("a superseded access token revokes the grant", func(t *testing.T) {
+		g := grant()
+		fresh := e.refresh("web", secret, g.str("refresh_token"), nil)
+		if fresh.status != http.StatusOK {
+			t.Fatalf("refresh: %d %s", fresh.status, fresh.raw)
+		}
+		// The first access token still works until it expires, so revoking
+		// it must end the grant, not answer 200 and do nothing.
+		revoke(url.Values{"token": {g.str("access_token")}}, "web", secret)
+		if err := e.s.oauth.revoked.reload(t.Context()); err != nil { // what RunRevocations does on NOTIFY
+			t.Fatal(err)
+		}
+		if _, err := e.s.VerifyAccessToken(t.Context(), g.str("access_token")); err == nil {
+			t.Error("the revoked superseded access token still verifies")
+		}
+		if e.active("web", secret, fresh.str("access_token")) || e.active("web", secret, fresh.str("refresh_token")) {
+			t.Errorf("the grant's current tokens are still active")
+		}
+	})
 	t.Run("wrong hint still revokes", func(t *testing.T) {
 		g := grant()
 		revoke(url.Values{"token": {g.str("refresh_token")}, "token_type_hint": {"access_token"}}, "web", secret)

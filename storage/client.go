@@ -384,17 +384,28 @@ func (db *DB) TouchClient(ctx context.Context, id string) error {
 	return nil
 }
 
-// DeleteClient deletes the client and, by cascade, its codes, tokens and consents.
+// DeleteClient revokes every grant of the client (published to every replica)
+// and deletes it and, by cascade, its codes, tokens and consents.
 // A missing client gives ErrNotFound.
 func (db *DB) DeleteClient(ctx context.Context, id string) error {
-	tag, err := db.q(ctx).Exec(ctx, `DELETE FROM oauth_clients WHERE id = $1`, id)
-	if err != nil {
-		return dbErr(fmt.Sprintf("delete client %q", id), err)
-	}
-	if tag.RowsAffected() == 0 {
-		return dbErr(fmt.Sprintf("delete client %q", id), pgx.ErrNoRows)
-	}
-	return nil
+	op := fmt.Sprintf("delete client %q", id)
+	return db.InTx(ctx, func(ctx context.Context) error {
+		// Its tokens go with it (foreign keys), but access tokens are JWTs
+		// that /mcp checks without the database: revoke its grants first,
+		// so that every replica refuses them (revoked_grants outlives the
+		// client).
+		if _, err := db.revokeWhere(ctx, op, "client_id", id); err != nil {
+			return err
+		}
+		tag, err := db.q(ctx).Exec(ctx, `DELETE FROM oauth_clients WHERE id = $1`, id)
+		if err != nil {
+			return dbErr(op, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return dbErr(op, pgx.ErrNoRows)
+		}
+		return nil
+	})
 }
 
 func (c *Client) parseJWKS() error {

@@ -391,9 +391,11 @@ func (db *DB) DeleteRefreshTokenSession(ctx context.Context, signature string) e
 	return dbErr("delete refresh token", err)
 }
 
-// RotateRefreshToken marks the refresh token used and deletes the access token it
-// was issued with, in one statement. The row stays (inactive) until it expires, so
-// a replay is detected. The UPDATE is conditional on the token being active: when
+// RotateRefreshToken marks the refresh token used. The row stays (inactive) until
+// it expires, so a replay is detected. The access token it was issued with is
+// kept too: a JWT works at /mcp until it expires, so its row must stay for
+// /revoke to find it (and revoke its grant) and for /introspect to say the
+// truth; cleanup deletes it when it expires. The UPDATE is conditional on the token being active: when
 // a concurrent request rotated it first, 0 rows change and the result is
 // fosite.ErrSerializationFailure (fosite answers "retry").
 func (db *DB) RotateRefreshToken(ctx context.Context, requestID, refreshTokenSignature string) error {
@@ -403,7 +405,7 @@ func (db *DB) RotateRefreshToken(ctx context.Context, requestID, refreshTokenSig
 // RotateRefreshTokenGrace is RotateRefreshToken with the grace window of
 // GetRefreshTokenSessionGrace: rotating the grant's immediately previous token
 // within grace after its rotation (a client retrying a refresh whose response it
-// lost) retires, instead, the token that rotation issued and its access token.
+// lost) retires, instead, the token that rotation issued.
 // That token is left inactive without a use time, so presenting it later counts
 // as reuse and revokes the grant. The previous token's own use time is not moved,
 // so retries never extend the window.
@@ -416,9 +418,7 @@ func (db *DB) RotateRefreshTokenGrace(ctx context.Context, requestID, refreshTok
 		WITH rotated AS (
 			UPDATE oauth_refresh_tokens SET active = false, used_at = now()
 			WHERE sig_hash = $1 AND request_id = $2 AND active
-			RETURNING access_sig_hash
-		), deleted AS (
-			DELETE FROM oauth_access_tokens a USING rotated r WHERE a.sig_hash = r.access_sig_hash
+			RETURNING 1
 		)
 		SELECT count(*) FROM rotated`, sigHash(refreshTokenSignature), requestID).Scan(&n)
 	if err != nil {
@@ -431,9 +431,7 @@ func (db *DB) RotateRefreshTokenGrace(ctx context.Context, requestID, refreshTok
 			), retired AS (
 				UPDATE oauth_refresh_tokens s SET active = false
 				WHERE s.request_id = $2 AND s.active AND EXISTS (SELECT 1 FROM prev)
-				RETURNING s.access_sig_hash
-			), deleted AS (
-				DELETE FROM oauth_access_tokens a USING retired r WHERE a.sig_hash = r.access_sig_hash
+				RETURNING 1
 			)
 			SELECT count(*) FROM retired`, sigHash(refreshTokenSignature), requestID, grace.Seconds()).Scan(&n)
 		if err != nil {

@@ -227,12 +227,13 @@ func TestRefreshToken(t *testing.T) {
 	}
 	checkRequest(t, got, req, url.Values{})
 
-	// Rotation marks rt-1 used and deletes its paired access token.
+	// Rotation marks rt-1 used and keeps its paired access token, which
+	// lives until it expires.
 	if err := db.RotateRefreshToken(ctx, req.ID, "rt-1"); err != nil {
 		t.Fatalf("RotateRefreshToken: %v", err)
 	}
-	if _, err := db.GetAccessTokenSession(ctx, "at-1", &fosite.DefaultSession{}); !errors.Is(err, fosite.ErrNotFound) {
-		t.Errorf("paired access token after rotation: %v, want ErrNotFound", err)
+	if _, err := db.GetAccessTokenSession(ctx, "at-1", &fosite.DefaultSession{}); err != nil {
+		t.Errorf("paired access token after rotation: %v, want it kept", err)
 	}
 	// The rotated token stays, inactive: a reuse returns its request with ErrInactiveToken.
 	got, err = db.GetRefreshTokenSession(ctx, "rt-1", &fosite.DefaultSession{})

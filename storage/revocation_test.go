@@ -507,3 +507,26 @@ func TestDisablingAUserRevokesTheirGrants(t *testing.T) {
 		t.Errorf("the grant is not in the revoked set: %v", revoked)
 	}
 }
+
+// TestDeletingAClientRevokesItsGrants: a deleted client's JWTs must not
+// outlive it at /mcp, so its grants are recorded as revoked and published.
+func TestDeletingAClientRevokesItsGrants(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := t.Context()
+	client := mustCreateClient(t, db, "doomed-client")
+	g := revokeNewGrant(t, db, client, "someone", time.Hour)
+	l := revokeListen(t, db)
+	if err := db.DeleteClient(ctx, client.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := revokeNext(t, l); got != g.req.ID {
+		t.Errorf("notified %q, want %q", got, g.req.ID)
+	}
+	revoked, err := db.RevokedGrants(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := revoked[g.req.ID]; !ok {
+		t.Errorf("the deleted client's grant is not in the revoked set: %v", revoked)
+	}
+}
