@@ -46,6 +46,11 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	}
 	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.authorizePage(w, r, http.StatusRequestEntityTooLarge, "Request too large", "The authorization request is larger than this server accepts.")
+			return
+		}
 		s.authorizePage(w, r, http.StatusBadRequest, "Bad request", "The authorization request could not be read.")
 		return
 	}
@@ -110,19 +115,20 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		}
 		if fresh {
 			// OIDC Core §3.1.2.1: prompt=login and an exceeded max_age
-			// require the user to authenticate again; the session ends, and
-			// the request comes back without prompt=login and max_age (the
-			// sign-in they ask for will just have happened).
+			// require the user to authenticate again: the session ends.
 			if err := s.db.DeleteBrowserSession(ctx, sid); err != nil {
 				fail(err)
 				return
 			}
-			prompt = slices.DeleteFunc(prompt, func(p string) bool { return p == "login" })
-			r.Form.Set("prompt", strings.Join(prompt, " "))
-			r.Form.Del("max_age")
 		}
+		// The request comes back after the sign-in without prompt=login and
+		// max_age: the sign-in they ask for will just have happened (else
+		// the user would be sent to sign in twice).
 		back := carried(r.Form)
-		if len(prompt) == 0 {
+		back.Del("max_age")
+		if rest := slices.DeleteFunc(prompt, func(p string) bool { return p == "login" }); len(rest) > 0 {
+			back.Set("prompt", strings.Join(rest, " "))
+		} else {
 			back.Del("prompt")
 		}
 		http.Redirect(w, r, "/login?"+url.Values{"return_to": {"/authorize?" + back.Encode()}}.Encode(), http.StatusSeeOther)
@@ -241,8 +247,9 @@ func (s *Server) checkClientAndRedirect(r *http.Request) (client *storage.Client
 		if len(client.RedirectURIs) != 1 {
 			return nil, "", "The application did not say where to return (no redirect_uri)."
 		}
+		// fosite falls back to the same single URI; the request keeps its
+		// omission, so the token request need not name it (OAuth 2.1 §4.1.3).
 		redirectURI = client.RedirectURIs[0]
-		r.Form.Set("redirect_uri", redirectURI)
 	}
 	if len(r.Form["redirect_uri"]) > 1 || !oauth.MatchRedirectURI(client.RedirectURIs, redirectURI) {
 		return nil, "", "The application asked to return to an address it did not register. For your safety the request was stopped."
@@ -294,6 +301,17 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, ctx context.Conte
 	s.oauth.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 
+// authorizeErrorCodes are the errors an authorization response may carry:
+// RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6, RFC 8707 §2.
+var authorizeErrorCodes = map[string]bool{
+	oauth.InvalidRequest: true, oauth.UnauthorizedClient: true, oauth.AccessDenied: true,
+	oauth.UnsupportedResponseType: true, oauth.InvalidScope: true, oauth.ServerError: true,
+	oauth.TemporarilyUnavailable: true, oauth.InvalidTarget: true,
+	"interaction_required": true, "login_required": true, "account_selection_required": true,
+	"consent_required": true, "invalid_request_uri": true, "invalid_request_object": true,
+	"request_not_supported": true, "request_uri_not_supported": true, "registration_not_supported": true,
+}
+
 // authorizeRedirectError sends err to the client's (already matched)
 // redirect URI with state and iss (RFC 6749 §4.1.2.1, RFC 9207 §2). fosite
 // would send no iss, so the redirect is built here.
@@ -306,6 +324,9 @@ func (s *Server) authorizeRedirectError(w http.ResponseWriter, r *http.Request, 
 		code, desc = oe.Code, oe.Description
 	case errors.As(err, &fe) && fe.CodeField < 500:
 		code, desc = fe.ErrorField, fe.GetDescription()
+	}
+	if !authorizeErrorCodes[code] {
+		code = oauth.InvalidRequest // fosite has codes no client knows (invalid_state, …)
 	}
 	if code == oauth.ServerError {
 		s.log.ErrorContext(r.Context(), "authorize failed", "err", err)

@@ -101,7 +101,12 @@ func (s *Server) initOAuth() error {
 		// matched exactly.
 		ScopeStrategy:       fosite.ExactScopeStrategy,
 		ClientSecretsHasher: clientSecretHasher{},
-		// state stays required with at least 8 characters (fosite's default).
+		// state stays required with at least 8 characters: OAuth 2.1 §4.1.1
+		// makes it optional with PKCE, but fosite v0.49.0 enforces its
+		// minimum whatever the setting (Fosite.GetMinParameterEntropy ignores
+		// values ≤ 0). The MCP SDKs send one; a request without is refused
+		// with invalid_request (authorizeRedirectError maps fosite's
+		// non-standard invalid_state).
 		MinParameterEntropy:        fosite.MinParameterEntropy,
 		SendDebugMessagesToClients: false,
 	}

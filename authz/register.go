@@ -123,6 +123,9 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkGrantPolicy(c); err != nil {
+		return err
+	}
 	// RFC 7591 §3.2.1: a unique identifier; 130 random bits, base32.
 	c.ID = rand.Text()
 	c.Source = storage.SourceDCR
@@ -177,6 +180,9 @@ func (s *Server) handleClientUpdate(w http.ResponseWriter, r *http.Request) erro
 	}
 	c, err := s.clientFromMetadata(m)
 	if err != nil {
+		return err
+	}
+	if err := s.checkGrantPolicy(c); err != nil {
 		return err
 	}
 	c.ID, c.Source, c.Audiences = old.ID, old.Source, old.Audiences
@@ -395,6 +401,19 @@ func jsonKind(t reflect.Type) string {
 
 // clientFromMetadata validates the metadata a client sent and turns it into a
 // client record (without id, secret or registration token).
+// checkGrantPolicy refuses what this server does not let a registration
+// have. A client_credentials token involves no user: with open
+// registration anyone on the network could mint one and call the tools, so
+// only registrations authenticated by the initial access token (RFC 7591 §3)
+// may have the grant; otherwise administrators create such clients.
+func (s *Server) checkGrantPolicy(c *storage.Client) error {
+	if slices.Contains(c.GrantTypes, "client_credentials") && s.reg.initialTokenHash == nil {
+		return metadataError(oauth.InvalidClientMetadata,
+			"the client_credentials grant is available only when registration requires an initial access token; ask the administrator for a client")
+	}
+	return nil
+}
+
 func (s *Server) clientFromMetadata(m *clientMetadataRequest) (*storage.Client, error) {
 	// jwks, jwks_uri and private_key_jwt arrive with another feature.
 	if len(m.JWKS) > 0 && string(m.JWKS) != "null" {

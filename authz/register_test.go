@@ -64,10 +64,17 @@ func regDo(t *testing.T, hs *httptest.Server, method, path, token, contentType, 
 	return out
 }
 
+// regInitialToken is the initial access token of the test servers that
+// allow client_credentials clients (regWithInitialToken); regPost always
+// presents it, and open registration ignores it.
+const regInitialToken = "reg-initial-access-token-0123456789"
+
+func regWithInitialToken(c *Config) { c.RegistrationToken = regInitialToken }
+
 // regPost registers a client with the given JSON metadata.
 func regPost(t *testing.T, hs *httptest.Server, body string) regResponse {
 	t.Helper()
-	return regDo(t, hs, http.MethodPost, "/register", "", "application/json", body)
+	return regDo(t, hs, http.MethodPost, "/register", regInitialToken, "application/json", body)
 }
 
 // regMustRegister registers a client and returns the response body.
@@ -242,7 +249,7 @@ func TestRegisterPublicNativeClient(t *testing.T) {
 }
 
 func TestRegisterConfidentialClient(t *testing.T) {
-	s, hs := testServer(t, false, nil)
+	s, hs := testServer(t, false, regWithInitialToken)
 	body := regMustRegister(t, hs, `{
 		"redirect_uris": ["https://app.example/callback"],
 		"client_name": "Web App",
@@ -304,7 +311,7 @@ func TestRegisterConfidentialClient(t *testing.T) {
 }
 
 func TestRegisterClientCredentialsOnly(t *testing.T) {
-	_, hs := testServer(t, false, nil)
+	_, hs := testServer(t, false, regWithInitialToken)
 	body := regMustRegister(t, hs, `{"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post", "scope": "admin"}`)
 	regCheckSDKShape(t, body)
 	if got := body["redirect_uris"]; !cmp.Equal(got, []any{}) {
@@ -397,6 +404,7 @@ func TestRegisterValidation(t *testing.T) {
 		{"client_credentials with none", "", `{` + ok + `, "grant_types": ["client_credentials"]}`, 400, oauth.InvalidClientMetadata, "client_credentials"},
 		{"response type token", "", `{` + ok + `, "response_types": ["token"]}`, 400, oauth.InvalidClientMetadata, "token"},
 		{"response type code without the grant", "", `{"grant_types": ["client_credentials"], "response_types": ["code"]}`, 400, oauth.InvalidClientMetadata, "authorization_code"},
+		{"client_credentials with open registration", "", `{"grant_types": ["client_credentials"], "response_types": []}`, 400, oauth.InvalidClientMetadata, "initial access token"},
 		{"application_type desktop", "", `{` + ok + `, "application_type": "desktop"}`, 400, oauth.InvalidClientMetadata, "application_type"},
 		{"bad scope character", "", `{` + ok + `, "scope": "mcp\\\\admin"}`, 400, oauth.InvalidClientMetadata, "scope"},
 		{"client_uri http", "", `{` + ok + `, "client_uri": "http://app.example"}`, 400, oauth.InvalidClientMetadata, "client_uri"},
@@ -465,7 +473,7 @@ func TestRegisterCORSPreflight(t *testing.T) {
 }
 
 func TestRegistrationManagement(t *testing.T) {
-	s, hs := testServer(t, false, nil)
+	s, hs := testServer(t, false, regWithInitialToken)
 	a := regMustRegister(t, hs, `{"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none",
 		"grant_types": ["authorization_code", "refresh_token"], "client_name": "A", "scope": "mcp admin"}`)
 	b := regMustRegister(t, hs, `{"redirect_uris": ["https://b.example/cb"], "client_name": "B"}`)
@@ -827,7 +835,7 @@ func TestRegisterDefaultScopesMustBeSupported(t *testing.T) {
 // use client_credentials; a successful grant marks the client used, so the
 // sweeper keeps it.
 func TestRegisteredClientAtTokenEndpoint(t *testing.T) {
-	s, hs := testServer(t, false, nil)
+	s, hs := testServer(t, false, regWithInitialToken)
 	body := regMustRegister(t, hs, `{"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic", "scope": "mcp"}`)
 	id, secret := regString(t, body, "client_id"), regString(t, body, "client_secret")
 	token := func(user, pass string, form url.Values) regResponse {
