@@ -157,6 +157,8 @@ func TestSupportedScopes(t *testing.T) {
 scopes:
   files:
     description: Read and write your files
+  admin:
+    description: Run the admin tools
 tools:
   rules:
     - match: "files_*"
@@ -183,7 +185,7 @@ tools:
 	if sc := byName["mcp"]; strings.Join(sc.Tools, ",") != "deploy,whoami" {
 		t.Errorf("mcp tools = %v", sc.Tools)
 	}
-	if !byName["admin"].AdminOnly || byName["ops"].Description == "" {
+	if !byName["admin"].AdminOnly || byName["admin"].Description != "Run the admin tools" || byName["ops"].Description == "" {
 		t.Errorf("admin %+v, ops %+v", byName["admin"], byName["ops"])
 	}
 }

@@ -79,7 +79,10 @@ func supportedScopes(tc *toolConfig, toolScopes map[string][]string) []authz.Sco
 	}
 	for _, sc := range tc.Scopes {
 		if i := index(sc.Name); i >= 0 {
-			scopes[i].Description, scopes[i].AdminOnly = sc.Description, sc.AdminOnly
+			// A file may describe a built-in scope and restrict it to
+			// administrators, never lift a restriction.
+			scopes[i].Description = sc.Description
+			scopes[i].AdminOnly = scopes[i].AdminOnly || sc.AdminOnly
 		} else {
 			scopes = append(scopes, sc)
 		}
