@@ -535,7 +535,7 @@ func TestAdminPermission(t *testing.T) {
 	}
 
 	t.Run("an administrator's client on its own behalf", func(t *testing.T) {
-		cs := e.session(e.token("robot", "", "admin"))
+		cs := e.session(e.token("robot", "", "mcp", "admin"))
 		if got := e.list(cs, map[string]any{"client_id": "robot"}); len(got.Grants) != 1 {
 			t.Errorf("robot's grants = %v, want its own", e.names(got))
 		}

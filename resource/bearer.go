@@ -60,6 +60,19 @@ func (s *Server) mcpHandler() http.Handler {
 		if !ok {
 			return
 		}
+		// The endpoint's own scopes (Config.Scopes) are needed for any
+		// request, not only for tools: a sign-in-only token (openid profile)
+		// must not list tools or read resources and prompts.
+		var missing []string
+		for _, sc := range s.cfg.Scopes {
+			if !ti.HasScope(sc) {
+				missing = append(missing, sc)
+			}
+		}
+		if len(missing) > 0 {
+			s.insufficientScope(w, ti, missing, "this token does not grant the use of this MCP server")
+			return
+		}
 		r = r.WithContext(withTokenInfo(r.Context(), ti))
 		var body []byte
 		if r.Method == http.MethodPost {

@@ -710,3 +710,15 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Errorf("good config: %v", err)
 	}
 }
+
+// TestEndpointScopeRequired: a token without the endpoint's own scope (a
+// sign-in-only token) is refused for every method, with a challenge for it.
+func TestEndpointScopeRequired(t *testing.T) {
+	e := rsNewEnv(t, nil)
+	e.verify.add("signin-only", "u1", "c1", "openid", "profile")
+	r := e.rsPost(t, "signin-only", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	r.Body.Close()
+	if r.StatusCode != http.StatusForbidden || !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="insufficient_scope", scope="mcp"`) {
+		t.Fatalf("tools/list with a sign-in-only token: %s %q", r.Status, r.Header.Get("WWW-Authenticate"))
+	}
+}
