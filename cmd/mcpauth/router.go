@@ -59,8 +59,27 @@ func newRouter(d routerDeps) http.Handler {
 		r.Handle(prm, d.resource)
 		r.Handle(prm+d.resourcePath, d.resource)
 	}
-	r.Mount("/", d.authz)
+	r.With(readDeadline(readBodyTimeout)).Mount("/", d.authz)
 	return r
+}
+
+// readBodyTimeout bounds how long the authorization server's endpoints
+// wait for a request body (slow-body attacks); their bodies are small.
+const readBodyTimeout = 30 * time.Second
+
+// readDeadline sets a read deadline on the connection for one request, so a
+// client that trickles its body cannot hold the handler. It is not applied
+// to /mcp, whose tool calls may run long: net/http's background read would
+// hit the deadline and cancel them.
+func readDeadline(d time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Body != nil && r.Body != http.NoBody {
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }
 
 // clientIP is the client's address as the ClientIP middleware established
