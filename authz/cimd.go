@@ -188,10 +188,11 @@ func (s *Server) metadataClient(ctx context.Context, clientID string) (*storage.
 	}
 
 	// One fetch per URL at a time: concurrent first requests share it. It
-	// runs detached from the first caller's cancellation (the fetcher has its
-	// own deadline), so that one caller going away fails no other.
+	// runs on a context of its own (the fetcher has its own deadline): one
+	// caller going away must fail no other, and the row must not be written
+	// in the first caller's transaction, which may roll back.
 	ch := s.cimd.group.DoChan(clientID, func() (any, error) {
-		return s.refreshMetadataClient(context.WithoutCancel(ctx), clientID, hash[:])
+		return s.refreshMetadataClient(context.Background(), clientID, hash[:])
 	})
 	select {
 	case r := <-ch:
