@@ -72,7 +72,6 @@ func newFetcher(cfg CIMDConfig) *fetcher {
 	} else {
 		tr = &http.Transport{}
 	}
-	allowLoopback := cfg.AllowPrivateNetworks || cfg.AllowHTTPLoopback
 	d := &net.Dialer{
 		Timeout:  fetchDialTimeout,
 		Resolver: cfg.Resolver,
@@ -86,7 +85,7 @@ func newFetcher(cfg CIMDConfig) *fetcher {
 					return nil
 				}
 			}
-			if reason := blockedAddr(ap.Addr(), cfg.AllowPrivateNetworks, allowLoopback); reason != "" {
+			if reason := blockedAddr(ap.Addr(), cfg.AllowPrivateNetworks, cfg.AllowHTTPLoopback); reason != "" {
 				return fmt.Errorf("%w: %s is %s", errFetchAddress, ap.Addr(), reason)
 			}
 			return nil
@@ -151,7 +150,7 @@ func blockedAddr(a netip.Addr, allowPrivate, allowLoopback bool) string {
 	case a.Zone() != "":
 		return "a scoped address"
 	case a.IsLoopback():
-		if allowLoopback {
+		if allowLoopback || allowPrivate {
 			return ""
 		}
 		return "a loopback address"
