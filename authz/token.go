@@ -236,7 +236,9 @@ func (s *Server) fositeError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	code, status := fe.ErrorField, fe.CodeField
 	switch {
-	case code == "request_unauthorized" || code == oauth.InvalidClient:
+	// RFC 7521 §4.2.1: an invalid client assertion, a replayed one (fosite's
+	// jti_known) included, is invalid_client.
+	case code == "request_unauthorized" || code == oauth.InvalidClient || code == fosite.ErrJTIKnown.ErrorField:
 		code, status = oauth.InvalidClient, http.StatusUnauthorized
 	case !slices.Contains(oauthErrorCodes, code):
 		code, status = oauth.InvalidRequest, http.StatusBadRequest
