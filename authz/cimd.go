@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -368,18 +370,12 @@ var signingAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
 // parseClientDocument decodes and validates a metadata document fetched from
 // url (CIMD §4, RFC 7591 §2). The errors are safe to show.
 func parseClientDocument(url string, body []byte) (*clientDocument, error) {
-	if !json.Valid(body) {
-		return nil, errors.New("not valid JSON")
-	}
-	var probe any
-	if err := json.Unmarshal(body, &probe); err != nil {
-		return nil, errors.New("not valid JSON")
-	}
-	if _, ok := probe.(map[string]any); !ok {
-		return nil, errors.New("not a JSON object")
+	fields, err := documentFields(body)
+	if err != nil {
+		return nil, err
 	}
 	var d clientDocument
-	if err := json.Unmarshal(body, &d); err != nil {
+	if err := json.Unmarshal(fields, &d); err != nil {
 		return nil, errors.New("a field has the wrong type")
 	}
 	// CIMD §4.1: client_id MUST equal the document's URL, by simple string
@@ -468,6 +464,53 @@ func parseClientDocument(url string, body []byte) (*clientDocument, error) {
 }
 
 var neturlParse = url.Parse
+
+// documentFields checks that body is one JSON object without duplicate
+// members and returns it with only the members clientDocument knows, under
+// their exact names: encoding/json matches names case-insensitively and keeps
+// the last of duplicates, so {"client_id":A,"CLIENT_ID":B} would otherwise
+// be read differently here and by a stricter parser (the client's, a proxy's).
+func documentFields(body []byte) ([]byte, error) {
+	if !json.Valid(body) {
+		return nil, errors.New("not valid JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, _ := dec.Token(); tok != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	known := map[string]json.RawMessage{}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, errors.New("not valid JSON")
+		}
+		name, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, errors.New("not valid JSON")
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("member %s appears twice", strconv.QuoteToASCII(truncate(name, 50)))
+		}
+		seen[name] = true
+		if documentMembers[name] {
+			known[name] = v
+		}
+	}
+	return json.Marshal(known)
+}
+
+// documentMembers are the JSON names of clientDocument's fields.
+var documentMembers = func() map[string]bool {
+	m := map[string]bool{}
+	t := reflect.TypeFor[clientDocument]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		m[name] = true
+	}
+	return m
+}()
 
 // authMethod chooses the token endpoint authentication method: the
 // document's single method, or from the methods it lists as supported

@@ -307,3 +307,5 @@ func TestBlockedAddr(t *testing.T) {
 		}
 	}
 }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
