@@ -243,7 +243,10 @@ func (s *Server) checkClientAndRedirect(r *http.Request) (client *storage.Client
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			s.log.ErrorContext(r.Context(), "authorize: load client", "err", err)
 		}
-		if err != nil && looksLikeURL(id) {
+		switch {
+		case err != nil && looksLikeURL(id) && s.cfg.CIMD.Disabled:
+			return nil, "", "The application identifies itself by a URL (a client metadata document), which this server does not accept (invalid_client). It must be registered instead."
+		case err != nil && looksLikeURL(id):
 			return nil, "", "The application identifies itself by a URL this server does not accept (invalid_client): a client_id URL must use https and have a path."
 		}
 		client = c

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,7 +151,11 @@ func cimdFAssertionForm(a string) url.Values {
 // token's client_id is the URL.
 func TestCIMDPublicClientTokens(t *testing.T) {
 	host := cimdFNewHost(t)
-	e := newTokEnv(t, cimdFTrust(host))
+	var skew atomic.Int64 // the server's clock runs this far ahead
+	e := newTokEnv(t, func(c *Config) {
+		cimdFTrust(host)(c)
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
 	id := host.hs.URL + "/client.json"
 	host.put("/client.json", cimdFDoc(id, tokRedirect))
 
@@ -178,6 +183,24 @@ func TestCIMDPublicClientTokens(t *testing.T) {
 	// authenticate with a secret it does not have.
 	code = e.authorize(id, []string{"mcp"}, nil)
 	wantError(t, e.exchange(id, "guess", code, nil), http.StatusUnauthorized, "invalid_client")
+
+	// The document goes bad. While the cached copy is fresh, nothing
+	// changes; once it has expired (the minimum cache age, 1s here, on the
+	// server's clock) the client cannot use its code any more.
+	host.put("/client.json", cimdFDoc(host.hs.URL+"/someone-else.json", tokRedirect))
+	fresh := e.authorize(id, []string{"mcp"}, nil)
+	if r := e.exchange(id, "", fresh, nil); r.status != http.StatusOK {
+		t.Fatalf("exchange with the cached document: %d %s", r.status, r.raw)
+	}
+	skew.Store(int64(2 * time.Second))
+	r = e.exchange(id, "", code, nil)
+	wantError(t, r, http.StatusUnauthorized, "invalid_client")
+	if !strings.Contains(r.str("error_description"), "client_id") {
+		t.Errorf("error_description = %q, want the document's problem", r.str("error_description"))
+	}
+	if n := host.count("/client.json"); n != 2 {
+		t.Errorf("document fetched %d times, want 2 (again after it expired)", n)
+	}
 }
 
 // TestCIMDPrivateKeyJWT: a document with private_key_jwt and its keys

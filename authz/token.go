@@ -223,6 +223,13 @@ var oauthErrorCodes = []string{
 func (s *Server) fositeError(w http.ResponseWriter, r *http.Request, err error) error {
 	var oe *oauth.Error
 	if errors.As(err, &oe) {
+		if oe.Code == oauth.InvalidClient && oe.Status != http.StatusUnauthorized {
+			// A client metadata document that cannot be used (GetClient):
+			// invalid_client is 401 here, as for fosite's own.
+			c := *oe
+			c.Status = http.StatusUnauthorized
+			return &c
+		}
 		return oe
 	}
 	var tooBig *http.MaxBytesError

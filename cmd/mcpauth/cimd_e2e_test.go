@@ -255,8 +255,8 @@ func TestCIMDDisabled(t *testing.T) {
 	q := url.Values{"response_type": {"code"}, "client_id": {docs.url}, "redirect_uri": {"http://127.0.0.1:9/cb"},
 		"code_challenge": {strings.Repeat("a", 43)}, "code_challenge_method": {"S256"}, "state": {"state-123456789"}}
 	p := newBrowser(t).get(srv.issuer + "/authorize?" + q.Encode())
-	if p.status != http.StatusBadRequest || p.header.Get("Location") != "" {
-		t.Errorf("authorize with a URL client_id while disabled: %d %v", p.status, p.header)
+	if p.status != http.StatusBadRequest || p.header.Get("Location") != "" || !strings.Contains(p.body, "does not accept") {
+		t.Errorf("authorize with a URL client_id while disabled: %d %v\n%s", p.status, p.header, p.body)
 	}
 	if n := docs.fetches.Load(); n != 0 {
 		t.Errorf("the document was fetched %d times while disabled", n)
