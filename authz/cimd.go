@@ -218,6 +218,11 @@ func (s *Server) refreshMetadataClient(ctx context.Context, clientID string, has
 		if errors.As(err, &oe) {
 			s.log.WarnContext(ctx, "client metadata document refused", "client_id", clientID, "err", err)
 			f := storage.CIMDFailure{Code: oe.Code, Description: oe.Description, ExpiresAt: now.Add(s.cimd.cfg.NegativeCacheAge)}
+			// Expired entries go on the write path: anyone can add
+			// failures (one per URL they make up), so they must not pile up.
+			if err := s.db.DeleteCIMDFailures(ctx, nil, now); err != nil {
+				s.log.ErrorContext(ctx, "delete expired client metadata document failures", "err", err)
+			}
 			if err := s.db.SaveCIMDFailure(ctx, hash, f); err != nil {
 				s.log.ErrorContext(ctx, "save client metadata document failure", "client_id", clientID, "err", err)
 			}

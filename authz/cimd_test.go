@@ -393,7 +393,14 @@ func TestMetadataClientNegativeCache(t *testing.T) {
 	if n := docs.count(path); n != 1 {
 		t.Fatalf("%d fetches, want 1 (negative cache)", n)
 	}
+	// Another URL's failure, once this one's has expired, cleans it up.
 	clock.advance(31 * time.Second)
+	_, err = s.metadataClient(t.Context(), docs.url("/missing.json"))
+	cimdWantError(t, err, oauth.InvalidClient, "could not be fetched")
+	var n int
+	if err := s.db.Pool().QueryRow(t.Context(), `SELECT count(*) FROM cimd_failures`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d negative cache entries (err %v), want 1: the expired one deleted", n, err)
+	}
 	if _, err := s.metadataClient(t.Context(), docs.url(path)); err != nil {
 		t.Fatalf("after the negative cache expired: %v", err)
 	}

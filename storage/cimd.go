@@ -129,8 +129,9 @@ func (db *DB) SaveCIMDFailure(ctx context.Context, urlHash []byte, f CIMDFailure
 }
 
 // DeleteCIMDFailures forgets the negative cache entry of a document (after a
-// successful fetch) and every entry expired before now. Entries are few and
-// short-lived, so cleaning them on the write path needs no sweeper.
+// successful fetch; nil urlHash: none) and every entry expired by now.
+// Entries are short-lived, so cleaning them on the write path needs no
+// sweeper.
 func (db *DB) DeleteCIMDFailures(ctx context.Context, urlHash []byte, now time.Time) error {
 	_, err := db.q(ctx).Exec(ctx, `DELETE FROM cimd_failures WHERE url_hash = $1 OR expires_at <= $2`, urlHash, now)
 	if err != nil {
