@@ -26,6 +26,7 @@ const (
 	fetchDialTimeout   = 2 * time.Second
 	fetchTLSTimeout    = 3 * time.Second
 	fetchPerHost       = 2               // requests in flight to one host
+	fetchMaxInFlight   = 32              // requests in flight in all
 	fetchQueueWait     = 1 * time.Second // how long a request waits for a slot
 	fetchMaxRedirects  = 2               // and only to the same origin
 	maxMetadataDocSize = 5 << 10
@@ -40,7 +41,7 @@ var (
 	errFetchTooLarge    = errors.New("response too large")
 	errFetchStatus      = errors.New("unexpected HTTP status")
 	errFetchContentType = errors.New("response is not JSON")
-	errFetchBusy        = errors.New("too many requests to this host")
+	errFetchBusy        = errors.New("too many requests in progress")
 	errFetchTimeout     = errors.New("timed out")
 	errFetchNetwork     = errors.New("host unreachable")
 )
@@ -53,6 +54,8 @@ var (
 type fetcher struct {
 	client            *http.Client
 	allowHTTPLoopback bool
+
+	all chan struct{} // fetchMaxInFlight slots: many hosts cannot add up either
 
 	mu    sync.Mutex
 	hosts map[string]*hostSlots
@@ -100,7 +103,7 @@ func newFetcher(cfg CIMDConfig) *fetcher {
 	tr.MaxResponseHeaderBytes = 16 << 10
 	tr.MaxIdleConnsPerHost = fetchPerHost
 	tr.IdleConnTimeout = 30 * time.Second
-	f := &fetcher{allowHTTPLoopback: cfg.AllowHTTPLoopback, hosts: map[string]*hostSlots{}}
+	f := &fetcher{allowHTTPLoopback: cfg.AllowHTTPLoopback, all: make(chan struct{}, fetchMaxInFlight), hosts: map[string]*hostSlots{}}
 	f.client = &http.Client{
 		Transport: tr,
 		Timeout:   fetchTimeout,
@@ -262,10 +265,29 @@ func classifyFetchError(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: %w", errFetchNetwork, err)
 }
 
-// acquire takes one of the host's request slots, waiting at most
-// fetchQueueWait, so that a slow host ties up at most fetchPerHost requests
-// and the rest fail fast.
+// acquire takes one of the host's request slots and one of all, waiting at
+// most fetchQueueWait, so that a slow host ties up at most fetchPerHost
+// requests, many slow hosts at most fetchMaxInFlight, and the rest fail fast.
 func (f *fetcher) acquire(ctx context.Context, host string) (release func(), err error) {
+	releaseHost, err := f.acquireHost(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	t := time.NewTimer(fetchQueueWait)
+	defer t.Stop()
+	select {
+	case f.all <- struct{}{}:
+		return func() { <-f.all; releaseHost() }, nil
+	case <-t.C:
+		releaseHost()
+		return nil, errFetchBusy
+	case <-ctx.Done():
+		releaseHost()
+		return nil, fmt.Errorf("%w: %w", errFetchTimeout, ctx.Err())
+	}
+}
+
+func (f *fetcher) acquireHost(ctx context.Context, host string) (release func(), err error) {
 	f.mu.Lock()
 	h := f.hosts[host]
 	if h == nil {

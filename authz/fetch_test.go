@@ -309,3 +309,34 @@ func TestBlockedAddr(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestFetcherGlobalBound: many hosts cannot add up to more than
+// fetchMaxInFlight requests in flight.
+func TestFetcherGlobalBound(t *testing.T) {
+	f := newFetcher(CIMDConfig{})
+	var releases []func()
+	for i := range fetchMaxInFlight {
+		r, err := f.acquire(t.Context(), "host"+strconv.Itoa(i)+".example")
+		if err != nil {
+			t.Fatalf("acquire %d: %v", i, err)
+		}
+		releases = append(releases, r)
+	}
+	if _, err := f.acquire(t.Context(), "one-more.example"); !errors.Is(err, errFetchBusy) {
+		t.Fatalf("acquire beyond the global bound: err %v, want %v", err, errFetchBusy)
+	}
+	releases[0]()
+	r, err := f.acquire(t.Context(), "one-more.example")
+	if err != nil {
+		t.Fatalf("acquire after a release: %v", err)
+	}
+	r()
+	for _, r := range releases[1:] {
+		r()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.hosts) != 0 || len(f.all) != 0 {
+		t.Fatalf("%d hosts, %d slots held after every release", len(f.hosts), len(f.all))
+	}
+}
