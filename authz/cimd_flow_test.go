@@ -209,19 +209,21 @@ func TestCIMDPublicClientTokens(t *testing.T) {
 // whose aud is the token endpoint; a replayed jti, a wrong audience, a
 // foreign key and no assertion at all are invalid_client.
 func TestCIMDPrivateKeyJWT(t *testing.T) {
-	for _, byRef := range []bool{false, true} {
-		name := "jwks"
-		if byRef {
-			name = "jwks_uri"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		byRef, noAlg bool
+	}{{"jwks", false, false}, {"jwks_uri", true, false}, {"jwks whose keys name the alg", false, true}} {
+		byRef := tc.byRef
+		t.Run(tc.name, func(t *testing.T) {
 			host := cimdFNewHost(t)
 			e := newTokEnv(t, cimdFTrust(host))
 			id := host.hs.URL + "/clients/agent.json"
 			key := cimdFNewKey(t, "k1")
 			doc := cimdFDoc(id, tokRedirect)
 			doc["token_endpoint_auth_method"] = "private_key_jwt"
-			doc["token_endpoint_auth_signing_alg"] = "ES256"
+			if !tc.noAlg {
+				doc["token_endpoint_auth_signing_alg"] = "ES256"
+			}
 			if byRef {
 				doc["jwks_uri"] = host.put("/clients/jwks.json", key.jwks())
 			} else {
@@ -251,6 +253,13 @@ func TestCIMDPrivateKeyJWT(t *testing.T) {
 			rr := e.refresh(id, "", r.str("refresh_token"), cimdFAssertionForm(key.assertion(t, id, aud, "jti-4")))
 			if rr.status != http.StatusOK {
 				t.Fatalf("refresh with a fresh assertion: %d %s", rr.status, rr.raw)
+			}
+			// RFC 7523 §3: the assertion alone names the client (sub).
+			form := cimdFAssertionForm(key.assertion(t, id, aud, "jti-5"))
+			form.Set("grant_type", "refresh_token")
+			form.Set("refresh_token", rr.str("refresh_token"))
+			if r3 := e.post("/token", form, "", ""); r3.status != http.StatusOK {
+				t.Fatalf("refresh with only a client assertion: %d %s", r3.status, r3.raw)
 			}
 			if byRef {
 				if n := host.count("/clients/jwks.json"); n < 1 || n > 2 {

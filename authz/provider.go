@@ -325,6 +325,27 @@ func (s *Server) clientView(c *storage.Client, extra string) *clientView {
 // GetRedirectURIs implements fosite.Client.
 func (c *clientView) GetRedirectURIs() []string { return c.redirectURIs }
 
+// GetTokenEndpointAuthSigningAlgorithm implements
+// fosite.OpenIDConnectClient. A metadata document that names no
+// token_endpoint_auth_signing_alg but whose inline keys all name the same
+// alg (RFC 7517 §4.4) gets that one; otherwise fosite's default, RS256.
+func (c *clientView) GetTokenEndpointAuthSigningAlgorithm() string {
+	if c.TokenEndpointAuthSigningAlg == "" && c.Source == storage.SourceCIMD {
+		if set := c.GetJSONWebKeys(); set != nil && len(set.Keys) > 0 {
+			alg := set.Keys[0].Algorithm
+			for _, k := range set.Keys {
+				if k.Algorithm != alg {
+					alg = ""
+				}
+			}
+			if slices.Contains(clientAssertionAlgs, alg) {
+				return alg
+			}
+		}
+	}
+	return c.Client.GetTokenEndpointAuthSigningAlgorithm()
+}
+
 // GetJSONWebKeys implements fosite.OpenIDConnectClient: the client's
 // registered keys for private_key_jwt, those without a "use" counted as
 // signing keys (RFC 7517 §4.2 makes it optional; fosite would skip them).
