@@ -234,11 +234,30 @@ func (s *Server) checkClientAndRedirect(r *http.Request) (client *storage.Client
 	if id == "" {
 		return nil, "", "The application did not say who it is (no client_id)."
 	}
-	client, err := s.db.Client(r.Context(), id)
-	if err != nil || client.DisabledAt != nil {
+	if s.metadataDocumentClientID(id) {
+		// A Client ID Metadata Document client: the document, fetched and
+		// checked (or cached), is the registration. Whatever is wrong with
+		// it is shown here, never sent to a redirect URI nobody verified
+		// (MCP 2025-11-25: invalid_client or invalid_request).
+		c, err := s.metadataClient(r.Context(), id)
+		if err != nil {
+			return nil, "", s.metadataProblem(r.Context(), id, err)
+		}
+		client = c
+	} else {
+		c, err := s.db.Client(r.Context(), id)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			s.log.ErrorContext(r.Context(), "authorize: load client", "err", err)
 		}
+		switch {
+		case err != nil && looksLikeURL(id) && s.cfg.CIMD.Disabled:
+			return nil, "", "The application identifies itself by a URL (a client metadata document), which this server does not accept (invalid_client). It must be registered instead."
+		case err != nil && looksLikeURL(id):
+			return nil, "", "The application identifies itself by a URL this server does not accept (invalid_client): a client_id URL must use https and have a path."
+		}
+		client = c
+	}
+	if client == nil || client.DisabledAt != nil {
 		return nil, "", "The application is not registered with this server, or was disabled. Reconnect it from the application."
 	}
 	redirectURI = r.Form.Get("redirect_uri")
@@ -255,6 +274,28 @@ func (s *Server) checkClientAndRedirect(r *http.Request) (client *storage.Client
 		return nil, "", "The application asked to return to an address it did not register. For your safety the request was stopped."
 	}
 	return client, redirectURI, ""
+}
+
+// metadataProblem says, for the user to read, why the metadata document of
+// client id could not be used: the OAuth error code and its description
+// (which the resolver makes safe to show); anything else is logged.
+func (s *Server) metadataProblem(ctx context.Context, id string, err error) string {
+	var oe *oauth.Error
+	if !errors.As(err, &oe) || oe.Code == oauth.ServerError {
+		s.log.ErrorContext(ctx, "authorize: resolve client metadata document", "client_id", id, "err", err)
+		return "The application's metadata document could not be checked just now. Try again in a minute."
+	}
+	msg := "The application identifies itself with a metadata document at " + hostOf(id) + " that this server cannot use"
+	if oe.Description != "" {
+		msg += ": " + oe.Description
+	}
+	return msg + " (" + oe.Code + "). For your safety the request was stopped."
+}
+
+// looksLikeURL reports whether a client_id is meant as a URL.
+func looksLikeURL(id string) bool {
+	l := strings.ToLower(id)
+	return strings.HasPrefix(l, "https://") || strings.HasPrefix(l, "http://")
 }
 
 // grantableScopes splits the requested scopes into those the user may grant

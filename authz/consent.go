@@ -3,6 +3,7 @@ package authz
 import (
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/mcpauth/mcpauth/authz/oauth"
 	"github.com/mcpauth/mcpauth/storage"
@@ -16,11 +17,17 @@ type consentView struct {
 	RedirectHost   string // where the browser goes next: shown prominently (MCP: MUST)
 	LoopbackOnly   bool   // every redirect URI is on this computer
 	SelfRegistered bool   // dynamically registered: nobody vouched for the name
-	User           string
-	Scopes         []consentScope
-	Unavailable    []consentScope
-	Hidden         []hiddenField
-	CSRF           string
+	// A client identified by a Client ID Metadata Document: the host its
+	// client_id URL is on (which vouches for the document, and so for the
+	// name), and whether the browser is sent somewhere else (CIMD §6.4).
+	MetadataDocument bool
+	ClientIDHost     string
+	HostMismatch     bool
+	User             string
+	Scopes           []consentScope
+	Unavailable      []consentScope
+	Hidden           []hiddenField
+	CSRF             string
 }
 
 type consentScope struct {
@@ -49,6 +56,17 @@ func (s *Server) renderConsent(w http.ResponseWriter, r *http.Request, client *s
 	if v.ClientName == "" {
 		v.ClientName = client.ID
 	}
+	if client.Source == storage.SourceCIMD {
+		// The document's logo_uri is not shown: an image fetched by the
+		// user's browser from wherever the document says would tell that
+		// host who is signing in, and nothing checked what it shows. The
+		// name is shown with the host that vouches for it instead.
+		v.MetadataDocument, v.SelfRegistered = true, false
+		v.ClientIDHost = hostOf(client.ID)
+		// Any loopback redirect is warned about, not only when all are.
+		v.LoopbackOnly = v.LoopbackOnly || loopbackOnly([]string{redirectURI})
+		v.HostMismatch = !oauth.IsLoopbackHost(hostnameOf(redirectURI)) && !strings.EqualFold(hostnameOf(client.ID), hostnameOf(redirectURI))
+	}
 	if client.Metadata.ClientURI != "" {
 		v.ClientHost = hostOf(client.Metadata.ClientURI)
 	}
@@ -71,6 +89,15 @@ func (s *Server) renderConsent(w http.ResponseWriter, r *http.Request, client *s
 // authorizePage shows a problem with an authorization request to the user.
 func (s *Server) authorizePage(w http.ResponseWriter, r *http.Request, status int, title, message string) {
 	s.render(w, r, status, "message", struct{ Title, Message string }{title, message})
+}
+
+// hostnameOf is the host of a URL without its port, "" if it has none.
+func hostnameOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 func hostOf(raw string) string {

@@ -20,22 +20,34 @@ type metadata struct {
 	ResponseModesSupported            []string `json:"response_modes_supported,omitempty"`
 	GrantTypesSupported               []string `json:"grant_types_supported,omitempty"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
-	RevocationEndpoint                string   `json:"revocation_endpoint,omitempty"`
-	RevocationAuthMethodsSupported    []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
-	IntrospectionEndpoint             string   `json:"introspection_endpoint,omitempty"`
-	IntrospectionAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
-	UserinfoEndpoint                  string   `json:"userinfo_endpoint,omitempty"`
+	// RFC 8414 §2: the algorithms a private_key_jwt assertion may be
+	// signed with (RFC 7523 §3), those fosite verifies.
+	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	RevocationEndpoint                         string   `json:"revocation_endpoint,omitempty"`
+	RevocationAuthMethodsSupported             []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
+	RevocationAuthSigningAlgValuesSupported    []string `json:"revocation_endpoint_auth_signing_alg_values_supported,omitempty"`
+	IntrospectionEndpoint                      string   `json:"introspection_endpoint,omitempty"`
+	IntrospectionAuthMethodsSupported          []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
+	UserinfoEndpoint                           string   `json:"userinfo_endpoint,omitempty"`
 	// RFC 7636 §6.2; MCP clients refuse to proceed without it, and only
 	// S256 is offered (OAuth 2.1 §7.5.2).
 	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
 	// RFC 9207 §3: every authorization response carries iss.
 	AuthorizationResponseISSParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
+	// draft-ietf-oauth-client-id-metadata-document §4 (MCP 2025-11-25:
+	// clients use a URL client_id only when this is true).
+	ClientIDMetadataDocumentSupported bool `json:"client_id_metadata_document_supported,omitempty"`
 
 	// OpenID Connect Discovery 1.0 §3; only in openid-configuration.
 	SubjectTypesSupported            []string `json:"subject_types_supported,omitempty"`
 	IDTokenSigningAlgValuesSupported []string `json:"id_token_signing_alg_values_supported,omitempty"`
 	ClaimsSupported                  []string `json:"claims_supported,omitempty"`
 }
+
+// clientAssertionAlgs are the JWS algorithms fosite verifies a
+// client_assertion with (fosite client_authentication.go): RSA, RSA-PSS and
+// ECDSA; never HMAC (client_secret_jwt) or none.
+var clientAssertionAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 
 // renderMetadata renders both discovery documents once, at start.
 func (s *Server) renderMetadata() (as, oidc []byte, err error) {
@@ -45,8 +57,10 @@ func (s *Server) renderMetadata() (as, oidc []byte, err error) {
 		scopes[i] = sc.Name
 	}
 	// Public clients authenticate with none; confidential ones with their
-	// secret (RFC 7591 §2). MCP clients pick none only if it is listed.
-	clientAuth := []string{"client_secret_basic", "client_secret_post", "none"}
+	// secret (RFC 7591 §2) or, like metadata-document clients with keys,
+	// with a JWT signed by their key (RFC 7523 §2.2). MCP clients pick
+	// none only if it is listed (peer-lessons §3 item 11).
+	clientAuth := []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
 	md := metadata{
 		Issuer:                            iss,
 		AuthorizationEndpoint:             iss + "/authorize",
@@ -58,13 +72,16 @@ func (s *Server) renderMetadata() (as, oidc []byte, err error) {
 		ResponseModesSupported:            []string{"query"},
 		GrantTypesSupported:               []string{"authorization_code", "refresh_token", "client_credentials"},
 		TokenEndpointAuthMethodsSupported: clientAuth,
-		RevocationEndpoint:                iss + "/revoke",
-		RevocationAuthMethodsSupported:    clientAuth,
-		IntrospectionEndpoint:             iss + "/introspect",
+		TokenEndpointAuthSigningAlgValuesSupported: clientAssertionAlgs,
+		RevocationEndpoint:                         iss + "/revoke",
+		RevocationAuthMethodsSupported:             clientAuth,
+		RevocationAuthSigningAlgValuesSupported:    clientAssertionAlgs,
+		IntrospectionEndpoint:                      iss + "/introspect",
 		// RFC 7662 §2.1: only confidential clients may introspect.
 		IntrospectionAuthMethodsSupported:          []string{"client_secret_basic", "client_secret_post"},
 		CodeChallengeMethodsSupported:              []string{"S256"},
 		AuthorizationResponseISSParameterSupported: true,
+		ClientIDMetadataDocumentSupported:          !s.cfg.CIMD.Disabled,
 	}
 	if as, err = json.Marshal(md); err != nil {
 		return nil, nil, fmt.Errorf("render metadata: %w", err)

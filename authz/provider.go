@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
@@ -109,6 +110,9 @@ func (s *Server) initOAuth() error {
 		// non-standard invalid_state).
 		MinParameterEntropy:        fosite.MinParameterEntropy,
 		SendDebugMessagesToClients: false,
+		// private_key_jwt with a jwks_uri (RFC 7523): fosite's own fetcher
+		// would fetch any URL; this one goes through the SSRF guard.
+		JWKSFetcherStrategy: newClientJWKSFetcher(s.fetcher().get, s.cfg.Now),
 	}
 	hmacStrategy := compose.NewOAuth2HMACStrategy(cfg)
 	accessSigner := &jwtSigner{keys: s.keys, typ: typAccessToken}
@@ -207,17 +211,41 @@ func withRedirectURI(ctx context.Context, uri string) context.Context {
 
 // GetClient implements fosite.ClientManager: the stored client, seen through
 // clientView.
+//
+// A client_id that is a URL is a Client ID Metadata Document client: it is
+// resolved from its document (cached, refetched when the cache expires), so
+// that the code exchange, refresh, revocation and private_key_jwt see what
+// the document says now, and a client whose document went bad or was
+// blocked by the allow/deny lists is refused everywhere (invalid_client).
 func (st *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
-	fc, err := st.DB.GetClient(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	c, ok := fc.(*storage.Client)
-	if !ok {
-		return nil, fmt.Errorf("get client %q: unexpected type %T", id, fc)
+	var c *storage.Client
+	if st.server.metadataDocumentClientID(id) {
+		mc, err := st.server.metadataClient(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("get client %q: metadata document: %w", id, err)
+		}
+		if mc.DisabledAt != nil {
+			return nil, fmt.Errorf("get client %q: disabled: %w", id, storage.ErrNotFound)
+		}
+		c = mc
+	} else {
+		fc, err := st.DB.GetClient(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		var ok bool
+		if c, ok = fc.(*storage.Client); !ok {
+			return nil, fmt.Errorf("get client %q: unexpected type %T", id, fc)
+		}
 	}
 	uri, _ := ctx.Value(redirectURIKey{}).(string)
 	return st.server.clientView(c, uri), nil
+}
+
+// metadataDocumentClientID reports whether id names a Client ID Metadata
+// Document this server resolves (not when the feature is turned off).
+func (s *Server) metadataDocumentClientID(id string) bool {
+	return !s.cfg.CIMD.Disabled && isClientIDURL(id)
 }
 
 // DeletePKCERequestSession leaves the PKCE challenge in place. The code it
@@ -301,6 +329,34 @@ func (s *Server) clientView(c *storage.Client, extra string) *clientView {
 
 // GetRedirectURIs implements fosite.Client.
 func (c *clientView) GetRedirectURIs() []string { return c.redirectURIs }
+
+// GetTokenEndpointAuthSigningAlgorithm implements
+// fosite.OpenIDConnectClient. A metadata document that names no
+// token_endpoint_auth_signing_alg but whose inline keys all name the same
+// alg (RFC 7517 §4.4) gets that one; otherwise fosite's default, RS256.
+func (c *clientView) GetTokenEndpointAuthSigningAlgorithm() string {
+	if c.TokenEndpointAuthSigningAlg == "" && c.Source == storage.SourceCIMD {
+		if set := c.GetJSONWebKeys(); set != nil && len(set.Keys) > 0 {
+			alg := set.Keys[0].Algorithm
+			for _, k := range set.Keys {
+				if k.Algorithm != alg {
+					alg = ""
+				}
+			}
+			if slices.Contains(clientAssertionAlgs, alg) {
+				return alg
+			}
+		}
+	}
+	return c.Client.GetTokenEndpointAuthSigningAlgorithm()
+}
+
+// GetJSONWebKeys implements fosite.OpenIDConnectClient: the client's
+// registered keys for private_key_jwt, those without a "use" counted as
+// signing keys (RFC 7517 §4.2 makes it optional; fosite would skip them).
+func (c *clientView) GetJSONWebKeys() *jose.JSONWebKeySet {
+	return signingKeys(c.Client.GetJSONWebKeys())
+}
 
 // GetScopes implements fosite.Client.
 func (c *clientView) GetScopes() fosite.Arguments { return c.scopes }

@@ -57,6 +57,9 @@ type Config struct {
 	RateLimits   RateLimits
 	LimiterStore limiter.Store
 
+	// CIMD configures Client ID Metadata Documents (cimd.go).
+	CIMD CIMDConfig
+
 	// JWKSMaxAge is how long clients may cache /jwks.json; a rotated-in key
 	// must be published longer than this before it signs.
 	JWKSMaxAge time.Duration
@@ -110,6 +113,7 @@ type Server struct {
 	sessions *sessions     // users, browser sessions, CSRF (login.go, session.go)
 	reg      *registration // dynamic client registration (register.go)
 	oauth    *oauthService // fosite and the token endpoints (provider.go, token.go)
+	cimd     *cimdService  // client ID metadata documents (cimd.go, fetch.go)
 }
 
 // New builds the authorization server.
@@ -129,7 +133,7 @@ func New(cfg Config, db *storage.DB, keys KeySet, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s.limits = newLimits(cfg.RateLimits, cfg.LimiterStore)
-	for _, init := range []func() error{s.initSessions, s.initRegistration, s.initOAuth} {
+	for _, init := range []func() error{s.initCIMD, s.initSessions, s.initRegistration, s.initOAuth} {
 		if err := init(); err != nil {
 			return nil, err
 		}

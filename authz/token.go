@@ -223,6 +223,13 @@ var oauthErrorCodes = []string{
 func (s *Server) fositeError(w http.ResponseWriter, r *http.Request, err error) error {
 	var oe *oauth.Error
 	if errors.As(err, &oe) {
+		if oe.Code == oauth.InvalidClient && oe.Status != http.StatusUnauthorized {
+			// A client metadata document that cannot be used (GetClient):
+			// invalid_client is 401 here, as for fosite's own.
+			c := *oe
+			c.Status = http.StatusUnauthorized
+			return &c
+		}
 		return oe
 	}
 	var tooBig *http.MaxBytesError
@@ -236,7 +243,9 @@ func (s *Server) fositeError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	code, status := fe.ErrorField, fe.CodeField
 	switch {
-	case code == "request_unauthorized" || code == oauth.InvalidClient:
+	// RFC 7521 §4.2.1: an invalid client assertion, a replayed one (fosite's
+	// jti_known) included, is invalid_client.
+	case code == "request_unauthorized" || code == oauth.InvalidClient || code == fosite.ErrJTIKnown.ErrorField:
 		code, status = oauth.InvalidClient, http.StatusUnauthorized
 	case !slices.Contains(oauthErrorCodes, code):
 		code, status = oauth.InvalidRequest, http.StatusBadRequest

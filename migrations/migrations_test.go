@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { storagetest.Main(m) }
 
 // allTables is every table the migrations create.
 var allTables = []string{
-	"audit_events", "browser_sessions", "oauth_access_tokens", "oauth_clients", "oauth_codes",
+	"audit_events", "browser_sessions", "cimd_documents", "cimd_failures", "oauth_access_tokens", "oauth_clients", "oauth_codes",
 	"oauth_consents", "oauth_jti", "oauth_refresh_tokens", "revoked_grants", "signing_keys", "users",
 }
 
@@ -179,7 +179,10 @@ func TestUpDownUpWithRows(t *testing.T) {
 		INSERT INTO audit_events (event, actor, client_ip, details) VALUES ('login', 'Alice', '192.0.2.1', '{"ok": true}');
 		INSERT INTO signing_keys (kid, alg, private_key, public_jwk, active_from)
 			VALUES ('k1', 'ES256', '\x00', '{"kty": "EC"}', now());
-		INSERT INTO revoked_grants (grant_id, expires_at) VALUES (gen_random_uuid(), now() + interval '10 minutes');`)
+		INSERT INTO revoked_grants (grant_id, expires_at) VALUES (gen_random_uuid(), now() + interval '10 minutes');
+		INSERT INTO cimd_documents (client_id, fetched_at, expires_at) VALUES ('c1', now(), now() + interval '5 minutes');
+		INSERT INTO cimd_failures (url_hash, code, description, expires_at)
+			VALUES (sha256('https://a.example/client.json'), 'invalid_client', 'unreachable', now() + interval '1 minute');`)
 	if err != nil {
 		t.Fatalf("insert rows: %v", err)
 	}

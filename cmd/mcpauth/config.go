@@ -43,6 +43,15 @@ type Config struct {
 	RedisURL          string           // shared rate-limit counters; "" = in memory, per replica
 	RateLimits        authz.RateLimits // from "N-S|M|H|D" (requests per second, minute, hour or day)
 
+	// Client ID Metadata Documents (docs/client-metadata-documents.md):
+	// URL client_ids resolved by fetching the document they name.
+	CIMD                  bool          // MCPAUTH_CIMD: on (default) or off
+	CIMDAllowPrivate      bool          // MCPAUTH_CIMD_ALLOW_PRIVATE: documents on loopback and private addresses
+	CIMDAllowHTTPLoopback bool          // http:// documents on loopback hosts (mcpauth dev only)
+	CIMDAllow, CIMDDeny   []string      // MCPAUTH_CIMD_ALLOW / _DENY: domains or URL prefixes
+	CIMDMinCacheAge       time.Duration // MCPAUTH_CIMD_CACHE_MIN_AGE: a document is refetched no sooner
+	CIMDMaxCacheAge       time.Duration // MCPAUTH_CIMD_CACHE_MAX_AGE: … and no later, whatever its headers say
+
 	// Tools is the tool policy and MCP endpoint settings of the file named
 	// by MCPAUTH_CONFIG (docs/configuration.md); without a file, the
 	// defaults.
@@ -72,6 +81,9 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 20 * time.Second,
 		LogLevel:        slog.LevelInfo,
 		LogFormat:       "json",
+		CIMD:            true,
+		CIMDMinCacheAge: 5 * time.Minute,
+		CIMDMaxCacheAge: 24 * time.Hour,
 	}
 }
 
@@ -181,6 +193,40 @@ func (c *Config) load(getenv func(string) string) error {
 		}
 	}
 	str("MCPAUTH_LOG_FORMAT", &c.LogFormat)
+	boolean := func(name string, dst *bool, yes, no string) {
+		switch v := strings.ToLower(getenv(name)); v {
+		case "":
+		case yes, "true", "1":
+			*dst = true
+		case no, "false", "0":
+			*dst = false
+		default:
+			errs = append(errs, envError(name, "want %s or %s, got %q", yes, no, v))
+		}
+	}
+	boolean("MCPAUTH_CIMD", &c.CIMD, "on", "off")
+	boolean("MCPAUTH_CIMD_ALLOW_PRIVATE", &c.CIMDAllowPrivate, "true", "false")
+	list := func(name string, dst *[]string) {
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		*dst = nil
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			if err := validateCIMDPattern(s); err != nil {
+				errs = append(errs, envError(name, "%q: %v", s, err))
+				continue
+			}
+			*dst = append(*dst, s)
+		}
+	}
+	list("MCPAUTH_CIMD_ALLOW", &c.CIMDAllow)
+	list("MCPAUTH_CIMD_DENY", &c.CIMDDeny)
+	duration("MCPAUTH_CIMD_CACHE_MIN_AGE", &c.CIMDMinCacheAge)
+	duration("MCPAUTH_CIMD_CACHE_MAX_AGE", &c.CIMDMaxCacheAge)
 	if path := getenv("MCPAUTH_CONFIG"); path != "" {
 		tc, err := loadToolConfig(path, getenv)
 		if err != nil {
@@ -190,6 +236,23 @@ func (c *Config) load(getenv func(string) string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateCIMDPattern checks an entry of MCPAUTH_CIMD_ALLOW or _DENY: a
+// domain ("example.com", which also covers its subdomains) or the prefix of
+// a client_id URL ("https://example.com/clients/").
+func validateCIMDPattern(s string) error {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return errors.New("a URL prefix must be an http(s) URL with a host and no query or fragment")
+		}
+		return nil
+	}
+	if strings.Trim(strings.ToLower(s), "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") || !strings.Contains(s, ".") && !strings.EqualFold(s, "localhost") {
+		return errors.New("want a domain such as example.com or a URL prefix such as https://example.com/clients/")
+	}
+	return nil
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {
@@ -264,6 +327,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, envError("MCPAUTH_SHUTDOWN_TIMEOUT", "must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.CIMDMinCacheAge < time.Second || c.CIMDMinCacheAge > c.CIMDMaxCacheAge {
+		errs = append(errs, envError("MCPAUTH_CIMD_CACHE_MIN_AGE", "must be between 1s and MCPAUTH_CIMD_CACHE_MAX_AGE (%s), got %s", c.CIMDMaxCacheAge, c.CIMDMinCacheAge))
+	}
+	if c.CIMDMaxCacheAge <= 0 || c.CIMDMaxCacheAge > 7*24*time.Hour {
+		errs = append(errs, envError("MCPAUTH_CIMD_CACHE_MAX_AGE", "must be positive and at most 168h, got %s", c.CIMDMaxCacheAge))
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, envError("MCPAUTH_LOG_FORMAT", "want json or text, got %q", c.LogFormat))
@@ -340,6 +409,13 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.String("config_file", c.ToolsFile),
+		slog.Bool("cimd", c.CIMD),
+		slog.Bool("cimd_allow_private", c.CIMDAllowPrivate),
+		slog.Bool("cimd_allow_http_loopback", c.CIMDAllowHTTPLoopback),
+		slog.String("cimd_allow", strings.Join(c.CIMDAllow, ",")),
+		slog.String("cimd_deny", strings.Join(c.CIMDDeny, ",")),
+		slog.Duration("cimd_cache_min_age", c.CIMDMinCacheAge),
+		slog.Duration("cimd_cache_max_age", c.CIMDMaxCacheAge),
 	)
 }
 

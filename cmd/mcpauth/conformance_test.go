@@ -114,8 +114,6 @@ func TestConformanceAuthorization(t *testing.T) {
 			switch {
 			case c.Status == "SUCCESS":
 				scenarios[scenario]++
-			case c.Status == "WARNING" && c.ID == "authorization-server-metadata-cimd":
-				// Client ID Metadata Documents are a separate feature (not yet built).
 			default:
 				t.Errorf("%s: %s %s: %s", scenario, c.ID, c.Status, c.ErrorMessage)
 			}

@@ -30,6 +30,10 @@ func (e *environment) dev(ctx context.Context, args []string) error {
 	cfg := DefaultConfig()
 	cfg.Addr = "127.0.0.1:8080"
 	cfg.LogFormat = "text"
+	// Local clients and their tests serve their metadata documents from
+	// this computer, often over plain http (DESIGN §8).
+	cfg.CIMDAllowHTTPLoopback = true
+	cfg.CIMDAllowPrivate = true
 	if err := cfg.load(e.getenv); err != nil {
 		return configError(err)
 	}

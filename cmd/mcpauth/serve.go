@@ -45,6 +45,11 @@ func (e *environment) serve(ctx context.Context, args []string) error {
 	return e.start(ctx, cfg, ln, log, !*noMigrate, nil)
 }
 
+// cimdTestTransport is nil except in this package's tests, which set it to
+// trust the certificate of the HTTPS server they publish a metadata document
+// on. Production trust is the system's roots, which no variable changes.
+var cimdTestTransport *http.Transport
+
 // configError presents every configuration problem, one per line.
 func configError(err error) error {
 	return fmt.Errorf("refusing to start; fix the configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
@@ -205,6 +210,16 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 		RateLimits:        cfg.RateLimits,
 		LimiterStore:      store,
 		JWKSMaxAge:        jwksMaxAge,
+		CIMD: authz.CIMDConfig{
+			Disabled:             !cfg.CIMD,
+			AllowHTTPLoopback:    cfg.CIMDAllowHTTPLoopback,
+			AllowPrivateNetworks: cfg.CIMDAllowPrivate,
+			MinCacheAge:          cfg.CIMDMinCacheAge,
+			MaxCacheAge:          cfg.CIMDMaxCacheAge,
+			Allow:                cfg.CIMDAllow,
+			Deny:                 cfg.CIMDDeny,
+			Transport:            cimdTestTransport,
+		},
 	}, db, ks, log)
 	if err != nil {
 		return err

@@ -1,0 +1,2 @@
+DROP TABLE cimd_failures;
+DROP TABLE cimd_documents;
