@@ -15,13 +15,14 @@ const sweepLockKey int64 = 0x6d63_7073_7765_636c
 // sweepBatch is how many clients one transaction deletes.
 const sweepBatch = 500
 
-// DeleteUnusedClients deletes dynamically registered clients (source 'dcr')
-// created before createdBefore that were never used (last_used_at IS NULL) and
-// have no authorization code, access token, refresh token or consent: clients
-// that registered and never obtained a grant (MCP clients that re-register on
-// every connection leave many). A client with any live grant is never touched,
-// and neither is one an administrator created or one known by its metadata
-// document. It returns how many it deleted.
+// DeleteUnusedClients deletes dynamically registered clients (source 'dcr') and
+// clients known by their metadata document (source 'cimd', fetched again on
+// their next use) created before createdBefore that were never used
+// (last_used_at IS NULL) and have no authorization code, access token, refresh
+// token or consent: clients that never obtained a grant (MCP clients that
+// re-register on every connection leave many, and anyone can make the server
+// store a document). A client with any live grant is never touched, and neither
+// is one an administrator created. It returns how many it deleted.
 //
 // It works in batches, each in its own transaction: the candidates are locked
 // FOR UPDATE SKIP LOCKED, which waits for no one and keeps a token or code from
@@ -90,7 +91,7 @@ func (db *DB) DeleteUnusedClients(ctx context.Context, createdBefore time.Time) 
 
 // unusedClient is the condition on oauth_clients c of DeleteUnusedClients;
 // $1 is the creation cutoff.
-const unusedClient = `c.source = 'dcr' AND c.created_at < $1 AND c.last_used_at IS NULL
+const unusedClient = `c.source IN ('dcr', 'cimd') AND c.created_at < $1 AND c.last_used_at IS NULL
 	AND NOT EXISTS (SELECT 1 FROM oauth_codes t WHERE t.client_id = c.id)
 	AND NOT EXISTS (SELECT 1 FROM oauth_access_tokens t WHERE t.client_id = c.id)
 	AND NOT EXISTS (SELECT 1 FROM oauth_refresh_tokens t WHERE t.client_id = c.id)

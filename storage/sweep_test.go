@@ -37,7 +37,7 @@ func TestDeleteUnusedClients(t *testing.T) {
 		"old-unused-2":     true,
 		"young-unused":     false,
 		"old-admin":        false,
-		"old-cimd":         false,
+		"old-cimd":         true,
 		"old-used":         false,
 		"old-with-code":    false,
 		"old-with-access":  false,
@@ -96,8 +96,8 @@ func TestDeleteUnusedClients(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DeleteUnusedClients: %v", err)
 	}
-	if n != 2 {
-		t.Errorf("DeleteUnusedClients deleted %d, want 2", n)
+	if n != 3 {
+		t.Errorf("DeleteUnusedClients deleted %d, want 3", n)
 	}
 	for id, gone := range want {
 		exists := countRows(t, db, "oauth_clients", "id = $1", id) == 1
