@@ -154,6 +154,9 @@ func TestCIMDPublicClientTokens(t *testing.T) {
 	var skew atomic.Int64 // the server's clock runs this far ahead
 	e := newTokEnv(t, func(c *Config) {
 		cimdFTrust(host)(c)
+		// Fresh for an hour on the server's clock, whatever the load on the
+		// machine makes the steps below take; the skew then expires it.
+		c.CIMD.MinCacheAge = time.Hour
 		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	})
 	id := host.hs.URL + "/client.json"
@@ -185,14 +188,14 @@ func TestCIMDPublicClientTokens(t *testing.T) {
 	wantError(t, e.exchange(id, "guess", code, nil), http.StatusUnauthorized, "invalid_client")
 
 	// The document goes bad. While the cached copy is fresh, nothing
-	// changes; once it has expired (the minimum cache age, 1s here, on the
-	// server's clock) the client cannot use its code any more.
+	// changes; once it has expired (the minimum cache age, an hour here, on
+	// the server's clock) the client cannot use its code any more.
 	host.put("/client.json", cimdFDoc(host.hs.URL+"/someone-else.json", tokRedirect))
 	fresh := e.authorize(id, []string{"mcp"}, nil)
 	if r := e.exchange(id, "", fresh, nil); r.status != http.StatusOK {
 		t.Fatalf("exchange with the cached document: %d %s", r.status, r.raw)
 	}
-	skew.Store(int64(2 * time.Second))
+	skew.Store(int64(2 * time.Hour))
 	r = e.exchange(id, "", code, nil)
 	wantError(t, r, http.StatusUnauthorized, "invalid_client")
 	if !strings.Contains(r.str("error_description"), "client_id") {
