@@ -131,7 +131,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		} else {
 			back.Del("prompt")
 		}
-		http.Redirect(w, r, "/login?"+url.Values{"return_to": {"/authorize?" + back.Encode()}}.Encode(), http.StatusSeeOther)
+		s.redirectToLogin(w, "/authorize?"+back.Encode())
 		return
 	}
 	user := bs.User

@@ -66,7 +66,7 @@ func TestNewSecrets(t *testing.T) {
 			}
 			seen[s] = true
 			// RFC 6750 §2.1 b64token: usable as a bearer token as is.
-			if _, ok := regBearerToken(regAuthRequest("Bearer " + s)); !ok {
+			if _, ok := bearerToken(regAuthRequest("Bearer " + s)); !ok {
 				t.Errorf("%q is not a valid bearer token", s)
 			}
 		}
@@ -91,9 +91,9 @@ func TestRegBearerToken(t *testing.T) {
 		{"Bearer a b", "", false},
 		{"Bearer " + strings.Repeat("a", maxBearerTokenSize+1), "", false},
 	} {
-		got, ok := regBearerToken(regAuthRequest(tc.header))
+		got, ok := bearerToken(regAuthRequest(tc.header))
 		if got != tc.want || ok != tc.ok {
-			t.Errorf("regBearerToken(%q) = %q, %v; want %q, %v", tc.header, got, ok, tc.want, tc.ok)
+			t.Errorf("bearerToken(%q) = %q, %v; want %q, %v", tc.header, got, ok, tc.want, tc.ok)
 		}
 	}
 }

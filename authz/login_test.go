@@ -430,7 +430,7 @@ func TestSignedInCSRF(t *testing.T) {
 
 	// redirectToLogin comes back to the same request.
 	w := httptest.NewRecorder()
-	e.s.redirectToLogin(w, httptest.NewRequest("GET", "/authorize?client_id=c&state=s%2Fx", nil))
+	e.s.redirectToLogin(w, "/authorize?client_id=c&state=s%2Fx")
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/login?return_to=%2Fauthorize%3Fclient_id%3Dc%26state%3Ds%252Fx" {
 		t.Errorf("redirectToLogin = %d %q", w.Code, w.Header().Get("Location"))
 	}

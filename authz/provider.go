@@ -55,12 +55,8 @@ type oauthService struct {
 	// fosite is provider's concrete type, for client authentication at the
 	// introspection endpoint (not part of fosite.OAuth2Provider).
 	fosite *fosite.Fosite
-	config *fosite.Config
-	store  *fositeStore
 	// codeSignature is fosite's storage key for an authorization code.
 	codeSignature func(ctx context.Context, code string) string
-	// accessSigner verifies our JWT access tokens (userinfo).
-	accessSigner *jwtSigner
 	// verify and revoked serve VerifyAccessToken: its cache of verified
 	// tokens and the set of revoked grants (verify.go, revocation.go).
 	verify  *accessVerifier
@@ -143,10 +139,7 @@ func (s *Server) initOAuth() error {
 	s.oauth = &oauthService{
 		provider:      provider,
 		fosite:        f,
-		config:        cfg,
-		store:         store,
 		codeSignature: hmacStrategy.AuthorizeCodeSignature,
-		accessSigner:  accessSigner,
 	}
 	return s.initVerifier()
 }

@@ -110,7 +110,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if s.reg.initialTokenHash != nil {
 		// RFC 7591 §3: the initial access token is an OAuth 2.0 bearer token
 		// (RFC 6750); compare hashes, which have equal length, in constant time.
-		tok, _ := regBearerToken(r)
+		tok, _ := bearerToken(r)
 		if subtle.ConstantTimeCompare(regTokenHash(tok), s.reg.initialTokenHash) != 1 {
 			return regInvalidToken(w, "registration requires a valid initial access token (Authorization: Bearer)")
 		}
@@ -244,7 +244,7 @@ const regTokenProblem = "invalid or missing registration access token"
 func (s *Server) registeredClient(w http.ResponseWriter, r *http.Request) (*storage.Client, []byte, error) {
 	ctx := r.Context()
 	id := chi.URLParam(r, "client_id")
-	tok, hasToken := regBearerToken(r)
+	tok, hasToken := bearerToken(r)
 	given := regTokenHash(tok)
 
 	var c *storage.Client
@@ -269,8 +269,10 @@ func (s *Server) registeredClient(w http.ResponseWriter, r *http.Request) (*stor
 	return c, given, nil
 }
 
-// regBearerToken returns the RFC 6750 §2.1 bearer token of the request.
-func regBearerToken(r *http.Request) (string, bool) {
+// bearerToken returns the RFC 6750 §2.1 bearer token of the request's
+// Authorization header (scheme case-insensitive, RFC 9110 §11.1), or false
+// when there is none or it is not a b64token.
+func bearerToken(r *http.Request) (string, bool) {
 	h := r.Header.Get("Authorization")
 	scheme, tok, ok := strings.Cut(h, " ")
 	// RFC 7235 §2.1: the scheme is case-insensitive.

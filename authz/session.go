@@ -3,7 +3,6 @@ package authz
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -105,11 +104,7 @@ func (s *Server) initSessions() error {
 }
 
 // newSecret returns 256 random bits, base64url: a session or pre-session id.
-func newSecret() string {
-	b := make([]byte, secretLen)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
+func newSecret() string { return randomSecret256() }
 
 // wellFormedSecret reports whether v could be a value newSecret made, so
 // that junk cookies cost no database round trip.
@@ -195,10 +190,10 @@ func (s *Server) currentUser(r *http.Request) (*storage.User, error) {
 }
 
 // redirectToLogin sends the browser to the login page, which brings it back
-// to this request's URI after sign-in (303, so a POST comes back as a GET).
-func (s *Server) redirectToLogin(w http.ResponseWriter, r *http.Request) {
+// to returnTo (a local URI) after sign-in (303, so a POST comes back as a GET).
+func (s *Server) redirectToLogin(w http.ResponseWriter, returnTo string) {
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Location", "/login?"+url.Values{"return_to": {r.URL.RequestURI()}}.Encode())
+	w.Header().Set("Location", "/login?"+url.Values{"return_to": {returnTo}}.Encode())
 	w.WriteHeader(http.StatusSeeOther)
 }
 

@@ -149,14 +149,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 // names a user) is never granted, and an administrator-only scope only to a
 // client an administrator created.
 func (s *Server) clientCredentialsScope(client *storage.Client, sc string) bool {
-	var def *Scope
-	for i := range s.cfg.Scopes {
-		if s.cfg.Scopes[i].Name == sc {
-			def = &s.cfg.Scopes[i]
-		}
-	}
+	def, ok := s.scope(sc)
 	switch {
-	case def == nil, sc == "openid":
+	case !ok, sc == "openid":
 		return false
 	case def.AdminOnly && client.Source != storage.SourceAdmin:
 		return false

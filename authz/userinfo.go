@@ -3,7 +3,6 @@ package authz
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 
 	"github.com/ory/fosite"
 
@@ -52,15 +51,4 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(info)
-}
-
-// bearerToken returns the token of an "Authorization: Bearer" header
-// (RFC 6750 §2.1; the scheme is case-insensitive, RFC 9110 §11.1).
-func bearerToken(r *http.Request) (string, bool) {
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }
