@@ -230,3 +230,28 @@ func TestRevocationReconcile(t *testing.T) {
 		t.Errorf("a grant with no row left is still in the set after a reload")
 	}
 }
+
+// TestEmergencyRotationReachesReplicas: after `mcpauth keys rotate --now`
+// on one replica, another accepts tokens signed with the new key at once:
+// an unknown kid makes it reload its keys (at most every keyReloadEvery).
+func TestEmergencyRotationReachesReplicas(t *testing.T) {
+	e := newTokEnv(t, nil)
+	secret := e.client(tokClient{id: "web", confidential: true})
+	b := revocationReplica(t, e)
+	ks := e.s.keys.(*keys.Set)
+	if _, err := ks.Rotate(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	tok := revocationGrant(t, e, secret).str("access_token")
+	revocationAccepts(t, b, tok)
+
+	// Right after a reload, another unknown kid is refused without one.
+	if _, err := ks.Rotate(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	b.oauth.verify.lastKeyReload.Store(time.Now().UnixNano())
+	tok = revocationGrant(t, e, secret).str("access_token")
+	if _, err := b.VerifyAccessToken(t.Context(), tok); err == nil {
+		t.Error("an unknown kid reloaded the keys right after a reload")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpauth/mcpauth/authz/keys"
@@ -69,6 +70,20 @@ func invalidToken(reason string) error { return fmt.Errorf("%w: %s", oauth.ErrIn
 type accessVerifier struct {
 	resource string // the canonical MCP resource: every token's aud must name it
 	cache    *tokenCache
+	// lastKeyReload (unix nanoseconds) rate-limits the key reloads an
+	// unknown kid triggers.
+	lastKeyReload atomic.Int64
+}
+
+// keyReloadEvery is how often at most a token naming an unknown kid makes
+// the server look for keys rotated elsewhere (an emergency rotation on
+// another replica or the CLI). More often would let anyone make every
+// request a database query.
+const keyReloadEvery = 5 * time.Second
+
+// keyReloader is the part of *keys.Set that picks up keys rotated elsewhere.
+type keyReloader interface {
+	Reload(ctx context.Context) error
 }
 
 // initVerifier prepares VerifyAccessToken and loads the set of revoked
@@ -110,7 +125,7 @@ func (s *Server) initVerifier() error {
 // A verified token is cached by its SHA-256 until it expires; a cached token
 // is checked against the clock and the revocation set on every call. The
 // caller gets its own copy of the TokenInfo.
-func (s *Server) VerifyAccessToken(_ context.Context, token string) (*oauth.TokenInfo, error) {
+func (s *Server) VerifyAccessToken(ctx context.Context, token string) (*oauth.TokenInfo, error) {
 	switch {
 	case token == "":
 		return nil, errTokenEmpty
@@ -123,7 +138,11 @@ func (s *Server) VerifyAccessToken(_ context.Context, token string) (*oauth.Toke
 	info := v.cache.get(key)
 	if info == nil {
 		var err error
-		if info, err = s.verifyAccessToken(token, now); err != nil {
+		info, err = s.verifyAccessToken(token, now)
+		if errors.Is(err, errTokenUnknownKey) && s.reloadKeys(ctx, now) {
+			info, err = s.verifyAccessToken(token, now)
+		}
+		if err != nil {
 			return nil, err
 		}
 		v.cache.put(key, info, now)
@@ -198,6 +217,25 @@ func (s *Server) verifyAccessToken(token string, now time.Time) (*oauth.TokenInf
 		IssuedAt: c.IssuedAt.time(),
 		Expiry:   c.Expiry.time(),
 	}, nil
+}
+
+// reloadKeys reloads the key set, at most once every keyReloadEvery across
+// all requests, and reports whether it did.
+func (s *Server) reloadKeys(ctx context.Context, now time.Time) bool {
+	kr, ok := s.keys.(keyReloader)
+	if !ok {
+		return false
+	}
+	v := s.oauth.verify
+	last := v.lastKeyReload.Load()
+	if now.UnixNano()-last < int64(keyReloadEvery) || !v.lastKeyReload.CompareAndSwap(last, now.UnixNano()) {
+		return false
+	}
+	if err := kr.Reload(ctx); err != nil {
+		s.log.WarnContext(ctx, "reload signing keys for an unknown kid", "err", err)
+		return false
+	}
+	return true
 }
 
 // keyError turns the key set's refusal into a verification failure. The key
