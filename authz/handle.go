@@ -125,6 +125,23 @@ func (s *Server) allow(ctx context.Context, w http.ResponseWriter, l *limiter.Li
 	return nil
 }
 
+// spent is allow for budgets that are charged separately (Increment): it
+// spends nothing, and answers errRateLimited with Retry-After when nothing
+// is left.
+func (s *Server) spent(ctx context.Context, w http.ResponseWriter, l *limiter.Limiter, key string) error {
+	lc, err := l.Peek(ctx, key)
+	if err != nil {
+		s.log.WarnContext(ctx, "rate limiter unavailable", "err", err)
+		return nil
+	}
+	if lc.Remaining > 0 && !lc.Reached {
+		return nil
+	}
+	secs := max(1, int(time.Until(time.Unix(lc.Reset, 0)).Round(time.Second)/time.Second))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return errRateLimited
+}
+
 // clientIP is the client's address as cmd/mcpauth's trusted-proxy-aware
 // ClientIP middleware established it, or the TCP peer when the handler runs
 // without that middleware (tests).

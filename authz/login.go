@@ -131,19 +131,27 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Rate limits, per client IP and per user name (lower-cased, as the
-	// names are unique regardless of case): OWASP authentication cheat
-	// sheet, "Protect Against Automated Attacks".
+	// Rate limits, per client IP (every attempt) and per user name
+	// (lower-cased, as the names are unique regardless of case; failures
+	// only, so that signing in does not spend the budget an attacker would
+	// need to lock the user out): OWASP authentication cheat sheet,
+	// "Protect Against Automated Attacks".
 	if err := s.allow(ctx, w, s.limits.loginIP, "login-ip", clientIP(r)); err != nil {
 		s.loginRateLimited(w, r, p, err)
 		return
 	}
-	if err := s.allow(ctx, w, s.limits.loginUser, "login-user", strings.ToLower(p.Username)); err != nil {
+	userKey := "login-user:" + strings.ToLower(p.Username)
+	if err := s.spent(ctx, w, s.limits.loginUser, userKey); err != nil {
 		s.loginRateLimited(w, r, p, err)
 		return
 	}
 
 	user, ok, err := s.authenticate(r, p.Username, password)
+	if err == nil && !ok {
+		if _, err := s.limits.loginUser.Increment(ctx, userKey, 1); err != nil {
+			s.log.WarnContext(ctx, "rate limiter unavailable", "err", err)
+		}
+	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "login failed: server error", "err", err)
 		p.Error = "Something went wrong on our side. Please try again."
