@@ -85,6 +85,7 @@ func startServer(ctx context.Context, bin, databaseURL, registrationToken string
 	// The /mcp budget per user and client lives in the tool configuration.
 	config := filepath.Join(dir, "mcpauth.yaml")
 	if err := os.WriteFile(config, []byte("mcp:\n  rate_limit: "+relaxed+"\n"), 0o600); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	secret := make([]byte, 48)
