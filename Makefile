@@ -5,7 +5,7 @@ GOFILES  = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -
 
 CONFORMANCE := .ci/conformance/node_modules/.package-lock.json
 
-.PHONY: all build run test lint fmt clean conformance-tools
+.PHONY: all build run test bench lint fmt clean conformance-tools
 
 all: lint build test
 
@@ -22,6 +22,12 @@ run: build
 ##       (and the MCP conformance suite, installed first)
 test: conformance-tools
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+## bench: measure the DESIGN §7 scenarios (median of 3 runs each) against a
+##        throwaway PostgreSQL; prints a table, writes bench-results/latest.json
+BENCHFLAGS ?= -runs 3 -duration 6s -codes 5000
+bench: build
+	$(GO) run ./cmd/mcpauth-bench -bin $(BIN) -json bench-results/latest.json $(BENCHFLAGS)
 
 ## conformance-tools: install the pinned Node 22 and MCP conformance suite (npm)
 conformance-tools: $(CONFORMANCE)

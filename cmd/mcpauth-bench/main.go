@@ -1,0 +1,207 @@
+// Command mcpauth-bench measures mcpauth against the performance targets of
+// DESIGN §7. It starts a throwaway PostgreSQL cluster (or uses
+// -database-url), runs `mcpauth serve` on a loopback port as a child
+// process, sets up what each scenario needs over HTTP (clients, a user,
+// authorization codes minted through the real /authorize flow), and then
+// times only the scenario: fixed concurrency, fixed duration, keep-alive
+// connections. It prints one table (the median of -runs runs per scenario)
+// and writes the same as JSON.
+//
+//	go run ./cmd/mcpauth-bench -bin bin/mcpauth -json bench-results/latest.json
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "mcpauth-bench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	bin         string
+	databaseURL string
+	duration    time.Duration
+	runs        int
+	codes       int
+	jsonPath    string
+	only        []string
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("mcpauth-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.bin, "bin", "", "the mcpauth binary; empty: build ./cmd/mcpauth into a temporary directory")
+	fs.StringVar(&o.databaseURL, "database-url", "", "a PostgreSQL database to use (migrated first); empty: a throwaway cluster")
+	fs.DurationVar(&o.duration, "duration", 6*time.Second, "how long each run of a scenario lasts")
+	fs.IntVar(&o.runs, "runs", 3, "runs per scenario; the table shows the median")
+	fs.IntVar(&o.codes, "codes", 12000, "authorization codes minted before each run of the code-exchange scenario (the run ends when they are used up)")
+	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
+	only := fs.String("scenarios", "", "comma-separated scenario names to run; empty: all")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *only != "" {
+		o.only = strings.Split(*only, ",")
+	}
+	if o.runs < 1 || o.duration <= 0 || o.codes < 1 {
+		return fmt.Errorf("-runs, -duration and -codes must be positive")
+	}
+	// Whatever happens, the bench stops by itself.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+
+	if o.bin == "" {
+		dir, err := os.MkdirTemp("", "mcpauth-bench-bin-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		o.bin = filepath.Join(dir, "mcpauth")
+		logf("building %s", o.bin)
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", o.bin, "./cmd/mcpauth")
+		build.Stdout, build.Stderr = stderr, stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build mcpauth: %w", err)
+		}
+	}
+	if o.databaseURL == "" {
+		logf("starting a throwaway PostgreSQL cluster")
+		u, stopDB, err := throwawayDatabase(ctx)
+		if err != nil {
+			return err
+		}
+		defer stopDB()
+		o.databaseURL = u
+	}
+	srv, err := startServer(ctx, o.bin, o.databaseURL, randomString())
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	logf("mcpauth serve on %s", srv.base)
+
+	b, err := newBench(ctx, srv, o)
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	var report []scenarioReport
+	for _, sc := range b.scenarios() {
+		if len(o.only) > 0 && !slices.Contains(o.only, sc.name) {
+			continue
+		}
+		rep := scenarioReport{Name: sc.name, Concurrency: sc.concurrency, Target: sc.target.Text, Note: sc.note}
+		if sc.newWorkers != nil {
+			for i := range o.runs {
+				workers, err := sc.newWorkers(ctx)
+				if err != nil {
+					return fmt.Errorf("%s: setup of run %d: %w", sc.name, i+1, err)
+				}
+				r := load(ctx, workers, o.duration)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				logf("%-22s run %d: %8.0f req/s  p50 %-9s p99 %-9s errors %d", sc.name, i+1, r.RPS, ms(r.P50), ms(r.P99), r.Errors)
+				rep.Runs = append(rep.Runs, r)
+			}
+			m := median(rep.Runs)
+			rep.Median = &m
+			if sc.target.MinRPS > 0 {
+				met := sc.target.met(m)
+				rep.Met = &met
+			}
+		}
+		report = append(report, rep)
+	}
+	printTable(stdout, report)
+	if o.jsonPath != "" {
+		out := benchReport{
+			Date:      time.Now().UTC().Format(time.RFC3339),
+			Duration:  o.duration.String(),
+			Runs:      o.runs,
+			Machine:   describeMachine(),
+			Scenarios: report,
+		}
+		raw, _ := json.MarshalIndent(out, "", "  ")
+		if err := os.MkdirAll(filepath.Dir(o.jsonPath), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonPath, append(raw, '\n'), 0o644); err != nil {
+			return err
+		}
+		logf("wrote %s", o.jsonPath)
+	}
+	return nil
+}
+
+// target is a DESIGN §7 figure: at least MinRPS, and a p99 of at most
+// MaxP99 when set.
+type target struct {
+	MinRPS float64
+	MaxP99 time.Duration
+	Text   string
+}
+
+func (t target) met(r result) bool {
+	return r.RPS >= t.MinRPS && (t.MaxP99 == 0 || r.P99 <= t.MaxP99)
+}
+
+type scenarioReport struct {
+	Name        string   `json:"name"`
+	Concurrency int      `json:"concurrency"`
+	Runs        []result `json:"runs,omitempty"`
+	Median      *result  `json:"median,omitempty"`
+	Target      string   `json:"target"`
+	Met         *bool    `json:"met,omitempty"`
+	Note        string   `json:"note,omitempty"`
+}
+
+type benchReport struct {
+	Date      string           `json:"date"`
+	Duration  string           `json:"duration_per_run"`
+	Runs      int              `json:"runs"`
+	Machine   machine          `json:"machine"`
+	Scenarios []scenarioReport `json:"scenarios"`
+}
+
+func printTable(w io.Writer, report []scenarioReport) {
+	fmt.Fprintf(w, "%-22s %5s %10s %9s %9s %7s  %-40s %s\n", "scenario", "conc", "req/s", "p50", "p99", "errors", "target (DESIGN §7)", "met")
+	for _, r := range report {
+		if r.Median == nil {
+			fmt.Fprintf(w, "%-22s %5d %10s %9s %9s %7s  %-40s %s\n", r.Name, r.Concurrency, "-", "-", "-", "-", r.Target, "not measured: "+r.Note)
+			continue
+		}
+		met := "-"
+		if r.Met != nil {
+			met = map[bool]string{true: "yes", false: "NO"}[*r.Met]
+		}
+		errs := 0
+		for _, run := range r.Runs {
+			errs += run.Errors
+		}
+		fmt.Fprintf(w, "%-22s %5d %10.0f %9s %9s %7d  %-40s %s\n", r.Name, r.Concurrency, r.Median.RPS, ms(r.Median.P50), ms(r.Median.P99), errs, r.Target, met)
+	}
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
