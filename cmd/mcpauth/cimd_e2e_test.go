@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -203,34 +202,14 @@ func TestCIMDGoSDKClient(t *testing.T) {
 	docs.publish("go-sdk metadata document client", callback)
 	srv := cimdStartServer(t, docs, nil)
 
-	b := newBrowser(t)
 	var clientIDs []string
-	handler, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+	session := sdkSession(t, srv, &auth.AuthorizationCodeHandlerConfig{
 		ClientIDMetadataDocumentConfig: &auth.ClientIDMetadataDocumentConfig{URL: docs.url},
 		RedirectURL:                    callback,
-		AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
-			clientIDs = append(clientIDs, urlQuery(t, args.URL, "client_id"))
-			q := b.authorize(args.URL, srv.user, srv.password).Query()
-			if e := q.Get("error"); e != "" {
-				return nil, errors.New(e + ": " + q.Get("error_description"))
-			}
-			return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
-		},
+	}, srv.user, srv.password, func(authURL string) {
+		clientIDs = append(clientIDs, urlQuery(t, authURL, "client_id"))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := mcp.NewClient(&mcp.Implementation{Name: "mcpauth-cimd-e2e", Version: "1"}, nil)
 	ctx := t.Context()
-	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{
-		Endpoint:             srv.issuer + "/mcp",
-		OAuthHandler:         handler,
-		DisableStandaloneSSE: true,
-	}, nil)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer session.Close()
 	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
 	if err != nil || res.IsError {
 		t.Fatalf("whoami: %v %+v", err, res)

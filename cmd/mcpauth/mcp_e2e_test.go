@@ -27,10 +27,9 @@ func TestMCPClientStepUp(t *testing.T) {
 	password := srv.addUser(t, admin, "--admin")
 	callback := "http://127.0.0.1:" + strings.Split(freeAddr(t), ":")[1] + "/callback"
 
-	b := newBrowser(t)
 	var authorizations atomic.Int32
 	var scopesAsked []string
-	handler, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+	session := sdkSession(t, srv, &auth.AuthorizationCodeHandlerConfig{
 		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{
 			Metadata: &oauthex.ClientRegistrationMetadata{
 				RedirectURIs:            []string{callback},
@@ -40,31 +39,11 @@ func TestMCPClientStepUp(t *testing.T) {
 			},
 		},
 		RedirectURL: callback,
-		AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
-			authorizations.Add(1)
-			scopesAsked = append(scopesAsked, urlQuery(t, args.URL, "scope"))
-			back := b.authorize(args.URL, admin, password)
-			q := back.Query()
-			if e := q.Get("error"); e != "" {
-				return nil, errors.New(e + ": " + q.Get("error_description"))
-			}
-			return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
-		},
+	}, admin, password, func(authURL string) {
+		authorizations.Add(1)
+		scopesAsked = append(scopesAsked, urlQuery(t, authURL, "scope"))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := mcp.NewClient(&mcp.Implementation{Name: "mcpauth-e2e", Version: "1"}, nil)
 	ctx := t.Context()
-	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{
-		Endpoint:             srv.issuer + "/mcp",
-		OAuthHandler:         handler,
-		DisableStandaloneSSE: true,
-	}, nil)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer session.Close()
 
 	tools, err := session.ListTools(ctx, nil)
 	if err != nil {
@@ -106,6 +85,40 @@ func TestMCPClientStepUp(t *testing.T) {
 	if res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"}); err != nil || res.IsError {
 		t.Errorf("whoami after step-up: %v %+v", err, res)
 	}
+}
+
+// sdkSession connects the official Go SDK client to srv's /mcp with an OAuth
+// handler built from cfg, whose authorization step is a person at a browser
+// signing in as user and consenting; seen, if not nil, is told each
+// authorization URL first.
+func sdkSession(t *testing.T, srv *server, cfg *auth.AuthorizationCodeHandlerConfig, user, password string, seen func(authURL string)) *mcp.ClientSession {
+	t.Helper()
+	b := newBrowser(t)
+	cfg.AuthorizationCodeFetcher = func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+		if seen != nil {
+			seen(args.URL)
+		}
+		q := b.authorize(args.URL, user, password).Query()
+		if e := q.Get("error"); e != "" {
+			return nil, errors.New(e + ": " + q.Get("error_description"))
+		}
+		return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
+	}
+	handler, err := auth.NewAuthorizationCodeHandler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "mcpauth-e2e", Version: "1"}, nil)
+	session, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{
+		Endpoint:             srv.issuer + "/mcp",
+		OAuthHandler:         handler,
+		DisableStandaloneSSE: true,
+	}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { session.Close() })
+	return session
 }
 
 func urlQuery(t *testing.T, raw, key string) string {
