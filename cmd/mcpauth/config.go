@@ -16,6 +16,8 @@ import (
 	"github.com/ulule/limiter/v3"
 
 	"github.com/mcpauth/mcpauth/authz"
+	"github.com/mcpauth/mcpauth/authz/keys"
+	"github.com/mcpauth/mcpauth/authz/oauth"
 )
 
 // Config is everything mcpauth reads from its environment, parsed once into
@@ -267,8 +269,9 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
-// minSecretLen is the shortest MCPAUTH_SECRET accepted: 256 bits.
-const minSecretLen = 32
+// minSecretLen is the shortest MCPAUTH_SECRET accepted: 256 bits, what the
+// key set itself requires to seal the signing keys.
+const minSecretLen = keys.MinSecretLen
 
 // Validate reports every problem of c at once, each naming its variable.
 // Everything it accepts is safe to run in production.
@@ -369,18 +372,10 @@ func validateIssuer(s string) error {
 		// lower-case one is the form every URL normaliser agrees on.
 		return fmt.Errorf("must be lower case: use %q", strings.ToLower(s))
 	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+	if u.Scheme == "http" && !oauth.IsLoopbackHost(u.Hostname()) {
 		return fmt.Errorf("plain http is allowed only on a loopback host; use https://%s", u.Host)
 	}
 	return nil
-}
-
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.Unmap().IsLoopback()
 }
 
 // LogValue lists the effective configuration with the secrets redacted.
