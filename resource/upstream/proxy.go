@@ -128,7 +128,7 @@ func (u *upstream) call(ctx context.Context, name string, req *mcp.CallToolReque
 func (u *upstream) meta(ctx context.Context, in mcp.Meta) mcp.Meta {
 	out := mcp.Meta{}
 	for k, v := range in {
-		if strings.HasPrefix(k, MetaPrefix) || k == "progressToken" {
+		if strings.HasPrefix(k, MetaPrefix) || k == "progressToken" || reservedMeta(k) {
 			continue
 		}
 		out[k] = v
@@ -144,6 +144,26 @@ func (u *upstream) meta(ctx context.Context, in mcp.Meta) mcp.Meta {
 		return nil
 	}
 	return maps.Clone(out)
+}
+
+// reservedMeta reports whether a _meta key belongs to the MCP protocol
+// itself: a prefix with a label modelcontextprotocol or mcp (MCP 2025-11-25
+// "_meta" reserves modelcontextprotocol.io/, mcp.dev/…; the 2026-07-28
+// revision uses io.modelcontextprotocol/protocolVersion and the like).
+// Those describe the client's hop to mcpauth (its protocol version, client
+// info and capabilities under 2026-07-28); the upstream connection has its
+// own, which the go-sdk client sets.
+func reservedMeta(key string) bool {
+	prefix, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return false
+	}
+	for l := range strings.SplitSeq(prefix, ".") {
+		if l == "modelcontextprotocol" || l == "mcp" {
+			return true
+		}
+	}
+	return false
 }
 
 // forwardProgress passes an upstream's progress notification to the client

@@ -243,6 +243,12 @@ func (u *upstream) check(ctx context.Context, s *mcp.ClientSession, relist bool)
 func (u *upstream) connect(ctx context.Context) (*conn, error) {
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpauth", Version: "1"}, &mcp.ClientOptions{
 		Logger: u.log,
+		// No roots, sampling or elicitation: mcpauth's /mcp is stateless, so
+		// it cannot pass an upstream's requests on to the end client, and
+		// it has no roots of its own to offer (an upstream such as
+		// server-filesystem then keeps the directories it was started
+		// with).
+		Capabilities: &mcp.ClientCapabilities{},
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
 			select {
 			case u.relist <- struct{}{}:
