@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpauth/mcpauth/authz/oauth"
+	"github.com/mcpauth/mcpauth/resource"
 	"github.com/mcpauth/mcpauth/resource/upstream"
 )
 
@@ -258,5 +263,71 @@ func TestServeRefusesABadUpstream(t *testing.T) {
 	}
 	if strings.Contains(stdout.String(), "serving") {
 		t.Error("serve started")
+	}
+}
+
+// TestUpstreamDocExample: the worked example of docs/upstreams.md is a valid
+// file that means what the page says.
+func TestUpstreamDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/upstreams.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/upstreams.md has no ```yaml block")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "npx"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseToolConfig("upstreams.md", []byte(example), envOf(map[string]string{"PATH": dir, "SEARCH_MCP_TOKEN": "t0ken"}))
+	if err != nil {
+		t.Fatalf("the documented example does not load:\n%v", err)
+	}
+	if len(cfg.Upstreams) != 2 || cfg.Upstreams[0].Prefix != "files_" || cfg.Upstreams[1].Prefix != "web." || cfg.Upstreams[1].Bearer != "t0ken" {
+		t.Fatalf("upstreams = %+v", cfg.Upstreams)
+	}
+	s, err := resource.New(resource.Config{
+		Resource: "https://auth.example.com/mcp",
+		Issuer:   "https://auth.example.com",
+		Verify:   func(context.Context, string) (*oauth.TokenInfo, error) { return nil, oauth.ErrInvalidToken },
+		Scopes:   []string{"mcp"},
+		Policy:   cfg.Policy,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noop := func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{}, nil
+	}
+	for name, want := range map[string]string{
+		"files_read_text_file": "files.read",
+		"files_list_directory": "files.read",
+		"files_directory_tree": "files.read",
+		"files_write_file":     "files.write",
+		"files_move_file":      "files.write",
+		"web.query":            "search",
+		"web.admin_purge":      "hidden",
+		"files_search_files":   "files.read",
+	} {
+		visible, err := s.MountTool("doc", &mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, noop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(s.ToolScopes()[name], " ")
+		if !visible {
+			got = "hidden"
+		}
+		if got != want {
+			t.Errorf("%s: %s, want %s", name, got, want)
+		}
+	}
+	names := cfg.scopeNames()
+	for _, sc := range []string{"files.read", "files.write", "search"} {
+		if !slices.Contains(names, sc) {
+			t.Errorf("scope %s is not offered; scopeNames = %v", sc, names)
+		}
 	}
 }
