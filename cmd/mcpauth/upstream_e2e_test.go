@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/oauth2"
 
 	"github.com/mcpauth/mcpauth/storage/storagetest"
@@ -456,6 +459,39 @@ upstreams:
 		t.Error("no request to the HTTP upstream carried X-Mcpauth-Subject")
 	}
 
+	// The official go-sdk client (the newest protocol revision, whose _meta
+	// carries its own protocol fields) through its OAuth flow: listing and
+	// calls reach both upstreams.
+	callback := "http://127.0.0.1:" + strings.Split(freeAddr(t), ":")[1] + "/callback"
+	session := sdkSession(t, srv, &auth.AuthorizationCodeHandlerConfig{
+		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{
+			Metadata: &oauthex.ClientRegistrationMetadata{
+				RedirectURIs:            []string{callback},
+				ClientName:              "go-sdk upstream test",
+				TokenEndpointAuthMethod: "none",
+				GrantTypes:              []string{"authorization_code"},
+			},
+		},
+		RedirectURL: callback,
+	}, srv.user, srv.password, nil)
+	listed, err := session.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatalf("go-sdk tools/list: %v", err)
+	}
+	var sdkNames []string
+	for _, tool := range listed.Tools {
+		sdkNames = append(sdkNames, tool.Name)
+	}
+	if !slices.Contains(sdkNames, "everything_echo") || !slices.Contains(sdkNames, "remote_echo") {
+		t.Errorf("go-sdk tools/list = %v", sdkNames)
+	}
+	for tool, args := range map[string]map[string]any{"everything_echo": {"message": "sdk"}, "remote_echo": {"text": "sdk"}} {
+		res, err := session.CallTool(t.Context(), &mcp.CallToolParams{Name: tool, Arguments: args})
+		if err != nil || res.IsError || len(res.Content) == 0 || !strings.HasSuffix(res.Content[0].(*mcp.TextContent).Text, "sdk") {
+			t.Errorf("go-sdk %s: %v %+v", tool, err, res)
+		}
+	}
+
 	// /readyz shows both up; /metrics counts the calls by upstream and tool.
 	var ready struct {
 		Upstreams map[string]struct {
@@ -472,10 +508,10 @@ upstreams:
 	}
 	_, metrics := get(t, srv.base+"/metrics")
 	for _, want := range []string{
-		`mcpauth_upstream_calls_total{outcome="ok",tool="everything_echo",upstream="everything"} 1`,
+		`mcpauth_upstream_calls_total{outcome="ok",tool="everything_echo",upstream="everything"} 2`,
 		`mcpauth_upstream_calls_total{outcome="too_large",tool="remote_big",upstream="remote"} 1`,
 		`mcpauth_upstream_up{upstream="remote"} 1`,
-		`mcpauth_upstream_call_duration_seconds_count{tool="remote_echo",upstream="remote"} 1`,
+		`mcpauth_upstream_call_duration_seconds_count{tool="remote_echo",upstream="remote"} 2`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)

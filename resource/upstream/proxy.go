@@ -101,7 +101,7 @@ func (u *upstream) call(ctx context.Context, name string, req *mcp.CallToolReque
 			return nil, OutcomeError, rpcErr
 		}
 		u.log.WarnContext(ctx, "upstream call failed", "tool", name, "err", err)
-		return nil, OutcomeError, u.upstreamError("the call failed (connection lost?)")
+		return nil, OutcomeError, u.upstreamError("the call failed; the details are in mcpauth's log")
 	}
 	if res == nil {
 		return nil, OutcomeError, u.upstreamError("empty result")
