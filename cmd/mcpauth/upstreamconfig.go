@@ -42,29 +42,32 @@ func (p *toolConfigParser) upstreams(n *yaml.Node, key string, cfg *toolConfig) 
 		ikey := fmt.Sprintf("%s[%d]", key, i)
 		before := len(p.errs)
 		u, rules, nameNode := p.upstream(item, ikey)
+		// Names and prefixes are compared even when the upstream has other
+		// problems, so that every problem is reported at once.
+		if nameNode != nil {
+			if line, dup := names[u.Name]; dup {
+				p.errorf(nameNode, ikey+".name", "%q is used twice (first on line %d)", u.Name, line)
+			} else {
+				names[u.Name] = nameNode.Line
+			}
+		}
+		if u.Prefix != "" {
+			for other, line := range prefixes {
+				if strings.HasPrefix(u.Prefix, other) || strings.HasPrefix(other, u.Prefix) {
+					what := "overlaps"
+					if other == u.Prefix {
+						what = "duplicates"
+					}
+					p.errorf(keyNode(item, "prefix"), ikey+".prefix", "%q %s the prefix %q of line %d: tool names could collide", u.Prefix, what, other, line)
+				}
+			}
+			if _, seen := prefixes[u.Prefix]; !seen {
+				prefixes[u.Prefix] = keyNode(item, "prefix").Line
+			}
+		}
 		if len(p.errs) > before || nameNode == nil {
 			continue
 		}
-		if line, dup := names[u.Name]; dup {
-			p.errorf(nameNode, ikey+".name", "%q is used twice (first on line %d)", u.Name, line)
-			continue
-		}
-		names[u.Name] = nameNode.Line
-		overlap := false
-		for other, line := range prefixes {
-			if strings.HasPrefix(u.Prefix, other) || strings.HasPrefix(other, u.Prefix) {
-				what := "overlaps"
-				if other == u.Prefix {
-					what = "duplicates"
-				}
-				p.errorf(item, ikey+".prefix", "%q %s the prefix %q of line %d: tool names could collide", u.Prefix, what, other, line)
-				overlap = true
-			}
-		}
-		if overlap {
-			continue
-		}
-		prefixes[u.Prefix] = item.Line
 		cfg.Upstreams = append(cfg.Upstreams, u)
 		p.upstreamRules = append(p.upstreamRules, rules...)
 	}
@@ -294,6 +297,17 @@ func (p *toolConfigParser) upstream(n *yaml.Node, key string) (u upstream.Config
 		rules = append(rules, r)
 	}
 	return u, rules, nameNode
+}
+
+// keyNode is the node of key in mapping n, or n when it has none (a
+// default), for the line of an error.
+func keyNode(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i]
+		}
+	}
+	return n
 }
 
 // hasKey reports whether mapping n has key.

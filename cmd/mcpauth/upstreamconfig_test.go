@@ -149,7 +149,18 @@ upstreams:
   - name: two
     prefix: x_
     url: https://b.example/mcp
-`, `up.yaml:6: upstreams[1].prefix: "x_" duplicates the prefix "x_" of line 3`},
+`, `up.yaml:7: upstreams[1].prefix: "x_" duplicates the prefix "x_" of line 4`},
+		{"duplicate prefix and another problem: both reported", `
+upstreams:
+  - name: one
+    prefix: x_
+    url: https://a.example/mcp
+  - name: two
+    prefix: x_
+    url: https://b.example/mcp
+    enviroment: {A: b}
+`, `up.yaml:9: upstreams[1].enviroment: unknown key; want one of args, bearer, command, dir, env, forward_identity, headers, health_interval, max_result_bytes, name, prefix, rules, start, start_timeout, timeout, url
+up.yaml:7: upstreams[1].prefix: "x_" duplicates the prefix "x_" of line 4`},
 		{"overlapping prefix", `
 upstreams:
   - name: files
