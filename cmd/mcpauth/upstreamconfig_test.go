@@ -48,7 +48,7 @@ tools:
 upstreams:
   - name: files
     command: mcp-server-test
-    args: [--root, /srv]
+    args: [--root, /srv, "--key=${SEARCH_TOKEN}"]
     env:
       LOG_LEVEL: debug
     start: boot
@@ -77,7 +77,7 @@ upstreams:
 		t.Fatalf("upstreams = %+v", cfg.Upstreams)
 	}
 	files, search := cfg.Upstreams[0], cfg.Upstreams[1]
-	if files.Command != bin || files.Prefix != "files_" || !slices.Equal(files.Args, []string{"--root", "/srv"}) ||
+	if files.Command != bin || files.Prefix != "files_" || !slices.Equal(files.Args, []string{"--root", "/srv", "--key=search-credential"}) ||
 		files.Start != upstream.StartBoot || files.Timeout != 2*time.Minute || !files.IdentityMeta || files.IdentityHeaders {
 		t.Errorf("files = %+v", files)
 	}

@@ -116,7 +116,7 @@ const (
 func (c *Config) IsStdio() bool { return c.Command != "" }
 
 // LogValue names the upstream without its secrets: header values, the
-// bearer credential and environment values are redacted.
+// bearer credential, environment values and arguments are left out.
 func (c Config) LogValue() slog.Value {
 	attrs := []slog.Attr{slog.String("name", c.Name), slog.String("prefix", c.Prefix)}
 	if c.IsStdio() {
@@ -125,7 +125,9 @@ func (c Config) LogValue() slog.Value {
 			n, _, _ := strings.Cut(kv, "=")
 			names = append(names, n)
 		}
-		attrs = append(attrs, slog.String("command", c.Command), slog.Any("args", c.Args), slog.Any("env", names), slog.String("start", string(c.Start)))
+		// Arguments may hold a credential (${VAR} expanded): only their
+		// number is logged.
+		attrs = append(attrs, slog.String("command", c.Command), slog.Int("args", len(c.Args)), slog.Any("env", names), slog.String("start", string(c.Start)))
 	} else {
 		shown := ""
 		if u, err := url.Parse(c.URL); err == nil {
