@@ -73,7 +73,7 @@ func (s *Server) mcpHandler() http.Handler {
 			s.insufficientScope(w, ti, missing, "this token does not grant the use of this MCP server")
 			return
 		}
-		r = r.WithContext(withTokenInfo(r.Context(), ti))
+		r = r.WithContext(context.WithValue(withTokenInfo(r.Context(), ti), httpRequestKey{}, r.Context()))
 		var body []byte
 		if r.Method == http.MethodPost {
 			if body, ok = readBody(w, r); !ok {
@@ -84,11 +84,20 @@ func (s *Server) mcpHandler() http.Handler {
 			s.tooManyRequests(w, body)
 			return
 		}
+		if body != nil && s.cfg.BeforeTools != nil && mayUseTools(body) {
+			s.cfg.BeforeTools(r.Context())
+		}
 		if body != nil && !s.guard(w, r, ti, body) {
 			return
 		}
 		sdk.ServeHTTP(w, r)
 	})
+}
+
+// mayUseTools reports whether body may hold a tools/list or tools/call
+// request: it names "tools/", or hides a method name behind escapes.
+func mayUseTools(body []byte) bool {
+	return bytes.Contains(body, []byte("tools/")) || bytes.IndexByte(body, '\\') >= 0
 }
 
 // checkOrigin refuses a browser request from an origin other than the

@@ -25,6 +25,20 @@ func (s *Server) receivingMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
 		if ti != nil {
 			ctx = withTokenInfo(ctx, ti)
 		}
+		// The go-sdk runs handlers detached from the HTTP request for
+		// protocol revisions before 2026-07-28, and in stateless mode a
+		// client's notifications/cancelled arrives in another POST that
+		// cannot reach this request. The POST is this request's whole life
+		// (stateless), so once its HTTP context ends — the client went
+		// away — nobody can receive the result: cancel the handler, which
+		// cancels what it does (an upstream gets notifications/cancelled).
+		if httpCtx, ok := ctx.Value(httpRequestKey{}).(context.Context); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+			stop := context.AfterFunc(httpCtx, cancel)
+			defer stop()
+		}
 		if s.cfg.DisableAuth {
 			return next(ctx, method, req)
 		}
@@ -54,6 +68,10 @@ func (s *Server) receivingMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
 		return next(ctx, method, req)
 	}
 }
+
+// httpRequestKey holds the context of the HTTP request that carries a
+// JSON-RPC request (mcpHandler sets it; the go-sdk keeps context values).
+type httpRequestKey struct{}
 
 // filterTools keeps the tools registered through AddTool and, unless
 // Config.ListAllTools, only those ti may call.

@@ -68,6 +68,7 @@ type toolPolicy struct {
 	name   string
 	scopes []string
 	limit  *limiter.Limiter
+	owner  string // who mounted the tool (MountTool); "" for AddTool
 }
 
 // policyFor is the effective policy of a tool that declares scopes; nil

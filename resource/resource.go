@@ -75,6 +75,12 @@ type Config struct {
 	MCPOptions *mcp.ServerOptions
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// BeforeTools, when set, runs for an authenticated POST that may list
+	// or call tools, before the policy looks the tools up: the upstream
+	// manager starts lazy upstreams there, so that their tools exist (with
+	// their policy) by the time the request is checked. It must return by
+	// ctx's deadline at the latest.
+	BeforeTools func(ctx context.Context)
 }
 
 // DefaultRateLimit is the per-(subject, client) budget on /mcp when
@@ -291,6 +297,67 @@ func (s *Server) addTool(name string, scopes []string, add func()) {
 	}()
 	add()
 	ok = true
+}
+
+// MountTool registers a tool whose schema and handler come from elsewhere
+// (an upstream MCP server) on behalf of owner. The policy applies as for
+// AddTool (the tool declares no scopes of its own: Config.Scopes unless a
+// rule says otherwise). It reports whether the tool is visible (false: a
+// rule hides it, nothing was registered). Unlike AddTool it returns an error
+// instead of panicking when the go-sdk refuses the tool (a schema that is
+// not an object), and it never replaces a tool that another owner
+// registered, built-in tools included.
+func (s *Server) MountTool(owner string, t *mcp.Tool, h mcp.ToolHandler) (visible bool, err error) {
+	if owner == "" {
+		return false, errors.New("resource: MountTool needs an owner")
+	}
+	tp := s.policyFor(t.Name, nil)
+	if tp == nil {
+		return false, nil
+	}
+	tp.owner = owner
+	s.mu.Lock()
+	prev, had := s.tools[t.Name]
+	if had && prev.owner != owner {
+		s.mu.Unlock()
+		return false, fmt.Errorf("tool %q is already registered by another source", t.Name)
+	}
+	s.tools[t.Name] = tp
+	s.mu.Unlock()
+	defer func() {
+		if v := recover(); v != nil {
+			// The go-sdk's Server.AddTool reports a bad tool only by
+			// panicking; an upstream's tool list is input, not code.
+			err = fmt.Errorf("tool %q: %v", t.Name, v)
+			s.mu.Lock()
+			if had {
+				s.tools[t.Name] = prev
+			} else {
+				delete(s.tools, t.Name)
+			}
+			s.mu.Unlock()
+		}
+	}()
+	s.mcp.AddTool(t, h)
+	return true, nil
+}
+
+// UnmountTools removes the named tools that owner mounted; other names are
+// ignored. Removal from the policy comes first, so no request can reach a
+// tool that is going away without its policy.
+func (s *Server) UnmountTools(owner string, names ...string) {
+	var gone []string
+	s.mu.Lock()
+	for _, name := range names {
+		if tp, ok := s.tools[name]; ok && tp.owner == owner {
+			delete(s.tools, name)
+			gone = append(gone, name)
+		}
+	}
+	s.mu.Unlock()
+	if len(gone) > 0 {
+		s.mcp.RemoveTools(gone...)
+	}
 }
 
 // tool returns the policy of a registered, visible tool.

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mcpauth/mcpauth/resource/upstream"
 )
 
 // routerDeps is what the router mounts.
@@ -24,7 +26,10 @@ type routerDeps struct {
 	log     *slog.Logger
 	metrics *metrics
 	ready   func(context.Context) error // nil error: ready to serve
-	authz   http.Handler                // the authorization server's Routes(), at the root
+	// upstreams, if not nil, is the state of the upstream MCP servers, shown
+	// by /readyz; an upstream that is down does not make mcpauth unready.
+	upstreams func() []upstream.Status
+	authz     http.Handler // the authorization server's Routes(), at the root
 	// resource is the resource server's Routes(), at the MCP endpoint's
 	// path and the protected resource metadata paths (RFC 9728 §3.1).
 	resource     http.Handler
@@ -51,7 +56,7 @@ func newRouter(d routerDeps) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		fmt.Fprintln(w, "ok")
 	})
-	r.Get("/readyz", handleReady(d.log, d.ready))
+	r.Get("/readyz", handleReady(d.log, d.ready, d.upstreams))
 	r.Handle("/metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
 	if d.resource != nil {
 		const prm = "/.well-known/oauth-protected-resource"
@@ -150,18 +155,30 @@ func instrument(log *slog.Logger, m *metrics) func(http.Handler) http.Handler {
 }
 
 // handleReady answers 200 while ready reports no problem, 503 otherwise.
-// Details go to the log, not to the (unauthenticated) caller.
-func handleReady(log *slog.Logger, ready func(context.Context) error) http.HandlerFunc {
+// Details go to the log, not to the (unauthenticated) caller. The state of
+// each upstream MCP server is listed (transport, state, tool count,
+// restarts; never an error text) but does not decide readiness: the other
+// tools still work while one upstream is down.
+func handleReady(log *slog.Logger, ready func(context.Context) error, upstreams func() []upstream.Status) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		status, body := http.StatusOK, map[string]string{"status": "ready", "database": "ok"}
+		status, body := http.StatusOK, map[string]any{"status": "ready", "database": "ok"}
 		if err := ready(ctx); err != nil {
 			log.WarnContext(r.Context(), "not ready", "err", err)
 			w.Header().Set("Retry-After", "1")
-			status, body = http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"}
+			status, body = http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "database": "unreachable"}
+		}
+		if upstreams != nil {
+			if list := upstreams(); len(list) > 0 {
+				m := make(map[string]upstream.Status, len(list))
+				for _, u := range list {
+					m[u.Name] = u
+				}
+				body["upstreams"] = m
+			}
 		}
 		w.WriteHeader(status)
 		json.NewEncoder(w).Encode(body)

@@ -22,6 +22,7 @@ import (
 	"github.com/mcpauth/mcpauth/authz/oauth"
 	"github.com/mcpauth/mcpauth/migrations"
 	"github.com/mcpauth/mcpauth/resource"
+	"github.com/mcpauth/mcpauth/resource/upstream"
 	"github.com/mcpauth/mcpauth/storage"
 )
 
@@ -190,11 +191,31 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 	if cfg.Tools.MCPRateLimit != nil {
 		rsCfg.RateLimit = *cfg.Tools.MCPRateLimit
 	}
+	// Lazy upstreams start when a request first lists or calls tools,
+	// before the policy looks their tools up.
+	var upstreams *upstream.Manager
+	if len(cfg.Tools.Upstreams) > 0 {
+		rsCfg.BeforeTools = func(ctx context.Context) { upstreams.Prepare(ctx) }
+	}
 	rs, err := resource.New(rsCfg, log)
 	if err != nil {
 		return err
 	}
 	resource.AddAdminTools(rs, db)
+	upMetrics := newUpstreamMetrics()
+	upstreams, err = upstream.New(rs, cfg.Tools.Upstreams, log, upMetrics)
+	if err != nil {
+		return err
+	}
+	upMetrics.status = upstreams.Status
+	// Stopped after the server has drained (defers run last in, first out).
+	defer upstreams.Close()
+	for _, u := range cfg.Tools.Upstreams {
+		log.InfoContext(ctx, "upstream configured", "upstream", u)
+	}
+	// Boot upstreams start now, so that their tools are mounted (and on the
+	// consent page) before mcpauth serves.
+	upstreams.Start(ctx)
 	az, err = authz.New(authz.Config{
 		Issuer:            cfg.Issuer,
 		MCPResource:       mcpURL,
@@ -227,8 +248,9 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 	handler := newRouter(routerDeps{
 		cfg:          cfg,
 		log:          log,
-		metrics:      newMetrics(poolCollector{db}),
+		metrics:      newMetrics(poolCollector{db}, upMetrics),
 		ready:        db.Ping,
+		upstreams:    upstreams.Status,
 		authz:        az.Routes(),
 		resource:     rs.Routes(),
 		resourcePath: mcpPath,

@@ -18,6 +18,7 @@ import (
 	"github.com/mcpauth/mcpauth/authz"
 	"github.com/mcpauth/mcpauth/authz/oauth"
 	"github.com/mcpauth/mcpauth/resource"
+	"github.com/mcpauth/mcpauth/resource/upstream"
 )
 
 // toolConfig is the file named by MCPAUTH_CONFIG: the per-tool policy and
@@ -36,6 +37,11 @@ type toolConfig struct {
 	// Tools is left empty; the resource server knows which tools each
 	// scope unlocks.
 	Scopes []authz.Scope
+
+	// Upstreams are the upstreams: section, in file order: MCP servers
+	// whose tools are mounted under a prefix (docs/upstreams.md). Their
+	// rules are at the front of Policy.Rules, prefixed.
+	Upstreams []upstream.Config
 }
 
 // maxToolConfigSize bounds the file: a policy is a few kilobytes.
@@ -86,6 +92,8 @@ func parseToolConfig(name string, b []byte, getenv func(string) string) (*toolCo
 	if len(doc.Content) == 1 && !isNull(doc.Content[0]) {
 		p.top(doc.Content[0], cfg)
 	}
+	// An upstream's own rules come first: they are the most specific.
+	cfg.Policy.Rules = append(p.upstreamRules, cfg.Policy.Rules...)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
@@ -98,6 +106,8 @@ type toolConfigParser struct {
 	name   string
 	getenv func(string) string
 	errs   []error
+
+	upstreamRules []resource.ToolRule // the upstreams' rules, prefixed
 }
 
 func (p *toolConfigParser) errorf(n *yaml.Node, key, format string, args ...any) {
@@ -261,6 +271,9 @@ func (p *toolConfigParser) top(n *yaml.Node, cfg *toolConfig) {
 			if !isNull(v) {
 				p.scopeDocs(v, key, cfg)
 			}
+		},
+		"upstreams": func(v *yaml.Node, key string) {
+			p.upstreams(v, key, cfg)
 		},
 	})
 }
