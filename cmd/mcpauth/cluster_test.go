@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/oauth2"
 
 	"github.com/mcpauth/mcpauth/migrations"
 	"github.com/mcpauth/mcpauth/storage"
@@ -279,8 +280,9 @@ func clusterStartLoad(base, clientID, secret, mcpToken string, workers int) *clu
 				if err != nil {
 					res.err = err
 				} else {
-					b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+					b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 					resp.Body.Close()
+					res.err = err // a body cut short is a failure too
 					res.status, res.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
 					var out struct {
 						Error       string `json:"error"`
@@ -521,12 +523,86 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	// Registrations so far, against the budget of 8 an hour.
+	registered := 0
+	// The user's grant, refreshed through the outage below.
+	var userClientID, userRefresh string
+	t.Run("browser session and consent across replicas", func(t *testing.T) {
+		// Each request of the flow goes to the next replica: the sign-in
+		// form, the sign-in, the consent page, the approval and the code
+		// exchange are served by different processes.
+		var out, errOut strings.Builder
+		if err := run(t.Context(), []string{"user", "add", "dana"}, envOf(env), &out, &errOut); err != nil {
+			t.Fatalf("user add: %v\n%s", err, errOut.String())
+		}
+		_, password, _ := strings.Cut(out.String(), "password: ")
+		password = strings.TrimSpace(strings.SplitN(password, "\n", 2)[0])
+		callback := "http://127.0.0.1:" + strconv.Itoa(clusterFreePort(t)) + "/cb"
+		md, _ := json.Marshal(map[string]any{
+			"redirect_uris": []string{callback}, "token_endpoint_auth_method": "none",
+			"grant_types": []string{"authorization_code", "refresh_token"}, "application_type": "native",
+		})
+		resp, err := http.Post(issuer+"/register", "application/json", bytes.NewReader(md))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var client map[string]any
+		json.NewDecoder(resp.Body).Decode(&client)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("register: %s %v", resp.Status, client)
+		}
+		registered++
+		conf := &oauth2.Config{
+			ClientID: client["client_id"].(string), RedirectURL: callback, Scopes: []string{"mcp", "offline_access"},
+			Endpoint: oauth2.Endpoint{AuthURL: issuer + "/authorize", TokenURL: issuer + "/token", AuthStyle: oauth2.AuthStyleInParams},
+		}
+		b := newBrowser(t)
+		verifier := oauth2.GenerateVerifier()
+		back := b.authorize(conf.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(verifier)), "dana", password)
+		ctx := context.WithValue(t.Context(), oauth2.HTTPClient, http.DefaultClient)
+		tok, err := conf.Exchange(ctx, back.Query().Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatalf("exchange: %v (%v)", err, back)
+		}
+		for j, r := range replicas {
+			if status := clusterMCPStatus(t, r.base, tok.AccessToken); status != http.StatusOK {
+				t.Errorf("the user's token at replica %d: %d", j, status)
+			}
+		}
+		// The session and the remembered consent are every replica's: three
+		// more authorizations, one per replica, go straight back with a code.
+		for range replicas {
+			verifier := oauth2.GenerateVerifier()
+			p := b.get(conf.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(verifier)))
+			if p.status != http.StatusSeeOther && p.status != http.StatusFound {
+				t.Fatalf("a signed-in user who consented gets %d at %s", p.status, p.url)
+			}
+			code := b.location(p).Query().Get("code")
+			if _, err := conf.Exchange(ctx, code, oauth2.VerifierOption(verifier)); err != nil {
+				t.Errorf("exchange: %v", err)
+			}
+		}
+		// Refresh rotation across replicas: each refresh token works once,
+		// wherever it is presented.
+		rt := tok.RefreshToken
+		for range replicas {
+			status, out := postForm(t, issuer+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {conf.ClientID}}, "", "")
+			next, _ := out["refresh_token"].(string)
+			if status != http.StatusOK || next == "" || next == rt {
+				t.Fatalf("refresh: %d %v", status, out)
+			}
+			rt = next
+		}
+		userClientID, userRefresh = conf.ClientID, rt
+	})
+
 	t.Run("rate limit shared through Redis", func(t *testing.T) {
 		// 8 registrations an hour per address, counted once for the cluster:
 		// each replica alone sees at most 4 of the 12 attempts.
 		md := `{"redirect_uris":["http://127.0.0.1:1/cb"],"token_endpoint_auth_method":"none","grant_types":["authorization_code"],"application_type":"native"}`
 		var statuses []int
-		for range 12 {
+		for range 12 - registered {
 			resp, err := http.Post(issuer+"/register", "application/json", strings.NewReader(md))
 			if err != nil {
 				t.Fatal(err)
@@ -537,9 +613,16 @@ func TestCluster(t *testing.T) {
 				t.Errorf("429 without Retry-After")
 			}
 		}
-		want := "[201 201 201 201 201 201 201 201 429 429 429 429]"
-		if fmt.Sprint(statuses) != want {
-			t.Errorf("registrations through the round-robin proxy: %v, want %s", statuses, want)
+		var want []int
+		for i := range 12 - registered {
+			if registered+i < 8 {
+				want = append(want, http.StatusCreated)
+			} else {
+				want = append(want, http.StatusTooManyRequests)
+			}
+		}
+		if fmt.Sprint(statuses) != fmt.Sprint(want) {
+			t.Errorf("registrations through the round-robin proxy: %v, want %v", statuses, want)
 		}
 	})
 
@@ -652,6 +735,37 @@ func TestCluster(t *testing.T) {
 	t.Run("PostgreSQL down for 10s under load", func(t *testing.T) {
 		before := clusterToken(t, issuer, clientID, secret)
 		load := clusterStartLoad(issuer, clientID, secret, mcpToken, 4)
+		// A user's refresh-token chain through the outage: a rotation is
+		// all or nothing, so the chain never breaks.
+		refreshCtx, stopRefresh := context.WithCancel(t.Context())
+		refreshDone := make(chan []string)
+		var refreshErrs []string
+		refreshCounts := map[int]int{}
+		go func() {
+			var issued []string
+			for i := 0; refreshCtx.Err() == nil && userRefresh != "" && i < 10000; i++ {
+				form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {userRefresh}, "client_id": {userClientID}}
+				resp, err := http.PostForm(issuer+"/token", form)
+				if err != nil {
+					refreshErrs = append(refreshErrs, err.Error())
+					continue
+				}
+				var out map[string]any
+				json.NewDecoder(resp.Body).Decode(&out)
+				resp.Body.Close()
+				refreshCounts[resp.StatusCode]++
+				switch {
+				case resp.StatusCode == http.StatusOK:
+					userRefresh = out["refresh_token"].(string)
+					issued = append(issued, out["access_token"].(string))
+				case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" && out["error"] == "temporarily_unavailable":
+				default:
+					refreshErrs = append(refreshErrs, fmt.Sprintf("refresh: %d %v", resp.StatusCode, out))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			refreshDone <- issued
+		}()
 		time.Sleep(time.Second)
 		if err := pg.Stop(t.Context()); err != nil {
 			t.Fatal(err)
@@ -668,6 +782,7 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		time.Sleep(10*time.Second - time.Since(down))
+		restarting := time.Now() // the server accepts connections before Start returns
 		if pg, err = pgcluster.Start(t.Context(), pgOpts); err != nil {
 			t.Fatal(err)
 		}
@@ -690,8 +805,23 @@ func TestCluster(t *testing.T) {
 		t.Logf("every replica recovered %s after the database returned", time.Since(up).Round(time.Millisecond))
 		time.Sleep(500 * time.Millisecond)
 		results := load.stop()
+		stopRefresh()
+		refreshed := <-refreshDone
 
 		tokens := map[string]bool{before: true}
+		for _, e := range refreshErrs {
+			t.Errorf("user's refresh chain: %s", e)
+		}
+		for _, tok := range refreshed {
+			tokens[tok] = true
+		}
+		if userRefresh != "" {
+			status, out := postForm(t, issuer+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {userRefresh}, "client_id": {userClientID}}, "", "")
+			if status != http.StatusOK {
+				t.Errorf("the user's last refresh token after the outage: %d %v", status, out)
+			}
+		}
+		t.Logf("user's refresh chain: %v", refreshCounts)
 		counts := map[string]int{}
 		var outageTokenOK int
 		for _, r := range results {
@@ -709,7 +839,7 @@ func TestCluster(t *testing.T) {
 					t.Errorf("a 200 from /token without an access token")
 				}
 				tokens[r.token] = true
-				if r.start.After(down) && r.end.Before(up) {
+				if r.start.After(down) && r.end.Before(restarting) {
 					outageTokenOK++
 				}
 			case r.kind == "token" && r.status == http.StatusServiceUnavailable:
