@@ -212,6 +212,10 @@ func (p *clusterProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rec.err = err
 		}
 		p.mu.Unlock()
+		if err != nil {
+			// The client must see the answer was cut short, not a short 200.
+			panic(http.ErrAbortHandler)
+		}
 		return
 	}
 	http.Error(w, "no replica", http.StatusBadGateway)
@@ -361,6 +365,25 @@ func clusterStoredTokens(t *testing.T, dbURL string, tokens map[string]bool) int
 	return n
 }
 
+// clusterAdminCall calls the admin_list_grants tool at base/mcp and
+// returns the status and body.
+func clusterAdminCall(t *testing.T, base, token string) (int, string) {
+	t.Helper()
+	body := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"admin_list_grants","arguments":{}}}`
+	req, _ := http.NewRequest(http.MethodPost, base+"/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, string(b)
+}
+
 // clusterStatus GETs u and returns the status.
 func clusterStatus(u string) int {
 	resp, err := http.Get(u)
@@ -472,7 +495,7 @@ func TestCluster(t *testing.T) {
 			ID: clientID, SecretHash: hash[:], SecretHashAlg: "sha256",
 			TokenEndpointAuthMethod: storage.AuthMethodClientSecretBasic,
 			GrantTypes:              []string{"client_credentials"},
-			Scopes:                  []string{"mcp"},
+			Scopes:                  []string{"mcp", "admin"},
 			Audiences:               []string{issuer + "/mcp"},
 			Source:                  storage.SourceAdmin,
 		})
@@ -734,6 +757,15 @@ func TestCluster(t *testing.T) {
 
 	t.Run("PostgreSQL down for 10s under load", func(t *testing.T) {
 		before := clusterToken(t, issuer, clientID, secret)
+		// An administrator's token (the admin tools need the database).
+		status, out := postForm(t, issuer+"/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"mcp admin"}}, clientID, secret)
+		adminToken, _ := out["access_token"].(string)
+		if status != http.StatusOK || adminToken == "" {
+			t.Fatalf("admin token: %d %v", status, out)
+		}
+		if status, body := clusterAdminCall(t, issuer, adminToken); status != http.StatusOK || !strings.Contains(body, `"grants"`) {
+			t.Fatalf("admin_list_grants with the database up: %d %s", status, body)
+		}
 		load := clusterStartLoad(issuer, clientID, secret, mcpToken, 4)
 		// A user's refresh-token chain through the outage: a rotation is
 		// all or nothing, so the chain never breaks.
@@ -779,6 +811,11 @@ func TestCluster(t *testing.T) {
 			}
 			if s := clusterStatus(r.base + "/healthz"); s != http.StatusOK {
 				t.Errorf("replica %d /healthz with the database down: %d", i, s)
+			}
+			// A tool that needs the database: a JSON-RPC error, not a tool
+			// result, and nothing of the cause.
+			if _, body := clusterAdminCall(t, r.base, adminToken); !strings.Contains(body, `"code":-32000`) || !strings.Contains(body, "temporarily unavailable") {
+				t.Errorf("replica %d admin_list_grants with the database down: %s", i, body)
 			}
 		}
 		time.Sleep(10*time.Second - time.Since(down))
