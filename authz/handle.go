@@ -36,7 +36,9 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 		switch {
 		case errors.As(err, &tooBig):
 			err = &oauth.Error{Code: oauth.InvalidRequest, Description: "request body too large", Status: http.StatusRequestEntityTooLarge, Err: err}
-		case !errors.As(err, &oe) && storage.IsUnavailable(err):
+		case storage.IsUnavailable(err) && (!errors.As(err, &oe) || oe.HTTPStatus() >= 500):
+			// A server error caused by the outage is the outage; a client
+			// error (400, 401) stays what it is.
 			err = unavailable(w, err)
 		}
 		switch status := oauth.WriteError(w, err); {
