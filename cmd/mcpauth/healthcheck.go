@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"time"
 )
@@ -14,8 +15,8 @@ import (
 // HEALTHCHECK that outlives its own timeout anyway.
 const healthcheckTimeout = 3 * time.Second
 
-// healthcheck is `mcpauth healthcheck [URL]`: GET URL (default: /healthz on
-// MCPAUTH_ADDR's port on loopback) and succeed on 200. It exists for
+// healthcheck is `mcpauth healthcheck [URL]`: GET URL (default: /healthz at
+// MCPAUTH_ADDR, on loopback when it names no host) and succeed on 200. It exists for
 // container images without a shell or curl (deploy/Dockerfile's HEALTHCHECK).
 // Only http and https URLs are fetched, without following redirects.
 func (e *environment) healthcheck(ctx context.Context, args []string) error {
@@ -30,11 +31,16 @@ func (e *environment) healthcheck(ctx context.Context, args []string) error {
 		if addr == "" {
 			addr = DefaultConfig().Addr
 		}
-		_, port, err := net.SplitHostPort(addr)
+		host, port, err := net.SplitHostPort(addr)
 		if err != nil || port == "" || port == "0" {
 			return fmt.Errorf("healthcheck: MCPAUTH_ADDR %q names no port; give the URL", addr)
 		}
-		target = "http://" + net.JoinHostPort("127.0.0.1", port) + "/healthz"
+		// The address the server listens on; loopback when it listens on
+		// every address.
+		if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+			host = "127.0.0.1"
+		}
+		target = "http://" + net.JoinHostPort(host, port) + "/healthz"
 	case 1:
 		target = fs.Arg(0)
 	default:

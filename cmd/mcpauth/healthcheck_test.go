@@ -45,6 +45,12 @@ func TestHealthcheck(t *testing.T) {
 	if _, err := check(map[string]string{"MCPAUTH_ADDR": ":" + port}); err != nil {
 		t.Errorf("default URL from MCPAUTH_ADDR :%s: %v", port, err)
 	}
+	if _, err := check(map[string]string{"MCPAUTH_ADDR": "0.0.0.0:" + port}); err != nil {
+		t.Errorf("default URL from MCPAUTH_ADDR 0.0.0.0:%s: %v", port, err)
+	}
+	if _, err := check(map[string]string{"MCPAUTH_ADDR": "127.0.0.1:" + port}); err != nil {
+		t.Errorf("default URL from MCPAUTH_ADDR 127.0.0.1:%s: %v", port, err)
+	}
 	if _, err := check(map[string]string{"MCPAUTH_ADDR": "127.0.0.1:0"}); err == nil {
 		t.Errorf("MCPAUTH_ADDR with port 0 accepted")
 	}

@@ -20,8 +20,8 @@ Usage:
   mcpauth keys list|rotate          list or rotate the token signing keys
   mcpauth user add|list|disable|enable|passwd
                                     manage local user accounts
-  mcpauth healthcheck [URL]         exit 0 if URL (default /healthz on MCPAUTH_ADDR's
-                                    port) answers 200: for images without curl
+  mcpauth healthcheck [URL]         exit 0 if URL (default /healthz at MCPAUTH_ADDR)
+                                    answers 200: for images without curl
   mcpauth version                   print the version
 
 Commands other than serve use MCPAUTH_DATABASE_URL, or the dev cluster under
