@@ -244,6 +244,9 @@ func (s *Server) checkClientAndRedirect(r *http.Request) (client *storage.Client
 		// it is shown here, never sent to a redirect URI nobody verified
 		// (MCP 2025-11-25: invalid_client or invalid_request).
 		c, err := s.metadataClient(r.Context(), id)
+		if storage.IsUnavailable(err) {
+			return nil, "", problemUnavailable
+		}
 		if err != nil {
 			return nil, "", s.metadataProblem(r.Context(), id, err)
 		}
