@@ -245,7 +245,12 @@ func TestDeployKubernetesManifests(t *testing.T) {
 	}
 	dep := deployOne[*appsv1.Deployment](t, objs)
 	svc := deployOne[*corev1.Service](t, objs)
-	cm := deployOne[*corev1.ConfigMap](t, objs)
+	configMaps := map[string]*corev1.ConfigMap{}
+	for _, o := range objs {
+		if c, ok := o.(*corev1.ConfigMap); ok {
+			configMaps[c.Name] = c
+		}
+	}
 	job := deployOne[*batchv1.Job](t, objs)
 	pdb := deployOne[*policyv1.PodDisruptionBudget](t, objs)
 	hpa := deployOne[*autoscalingv2.HorizontalPodAutoscaler](t, objs)
@@ -264,6 +269,29 @@ func TestDeployKubernetesManifests(t *testing.T) {
 		t.Fatalf("Deployment: want one container, got %d", len(dep.Spec.Template.Spec.Containers))
 	}
 	c := dep.Spec.Template.Spec.Containers[0]
+	// The settings: the ConfigMap the container takes its environment from.
+	var cm *corev1.ConfigMap
+	for _, ef := range c.EnvFrom {
+		if ef.ConfigMapRef != nil {
+			cm = configMaps[ef.ConfigMapRef.Name]
+		}
+		if ef.SecretRef != nil {
+			t.Errorf("Deployment: envFrom a whole Secret; name each key with secretKeyRef")
+		}
+	}
+	if cm == nil {
+		t.Fatalf("Deployment takes its settings from no ConfigMap of deploy/k8s")
+	}
+	for _, m := range configMaps {
+		for k := range m.Data {
+			if deploySecretish(k) {
+				t.Errorf("ConfigMap %s holds %s: secrets belong in a Secret", m.Name, k)
+			}
+		}
+	}
+	if cm.Data["mcpauth.yaml"] != "" {
+		t.Errorf("ConfigMap %s, used as environment, holds the policy file", cm.Name)
+	}
 	if !slices.Equal(c.Args, []string{"serve", "--no-migrate"}) {
 		t.Errorf("Deployment args = %q, want serve --no-migrate (the Job migrates)", c.Args)
 	}
@@ -304,23 +332,6 @@ func TestDeployKubernetesManifests(t *testing.T) {
 			t.Errorf("Deployment: %s must come from a secretKeyRef", name)
 		}
 	}
-	envFromCM := false
-	for _, ef := range c.EnvFrom {
-		if ef.ConfigMapRef != nil && ef.ConfigMapRef.Name == cm.Name {
-			envFromCM = true
-		}
-		if ef.SecretRef != nil {
-			t.Errorf("Deployment: envFrom a whole Secret; name each key with secretKeyRef")
-		}
-	}
-	if !envFromCM {
-		t.Errorf("Deployment does not take its settings from ConfigMap %q", cm.Name)
-	}
-	for k := range cm.Data {
-		if deploySecretish(k) {
-			t.Errorf("ConfigMap holds %s: secrets belong in a Secret", k)
-		}
-	}
 	// MCPAUTH_CONFIG names a file the ConfigMap provides, mounted.
 	cfgPath := cm.Data["MCPAUTH_CONFIG"]
 	mounted := false
@@ -330,18 +341,18 @@ func TestDeployKubernetesManifests(t *testing.T) {
 			continue
 		}
 		for _, v := range dep.Spec.Template.Spec.Volumes {
-			if v.Name != m.Name || v.ConfigMap == nil || v.ConfigMap.Name != cm.Name {
+			if v.Name != m.Name || v.ConfigMap == nil || configMaps[v.ConfigMap.Name] == nil {
 				continue
 			}
 			for _, it := range v.ConfigMap.Items {
-				if it.Path == rel && cm.Data[it.Key] != "" {
+				if it.Path == rel && configMaps[v.ConfigMap.Name].Data[it.Key] != "" {
 					mounted = true
 				}
 			}
 		}
 	}
 	if cfgPath == "" || !mounted {
-		t.Errorf("MCPAUTH_CONFIG %q is not a file mounted from ConfigMap %q", cfgPath, cm.Name)
+		t.Errorf("MCPAUTH_CONFIG %q is not a file mounted from a ConfigMap of deploy/k8s", cfgPath)
 	}
 	if issuer := cm.Data["MCPAUTH_ISSUER"]; !strings.HasPrefix(issuer, "https://") {
 		t.Errorf("MCPAUTH_ISSUER %q: behind a proxy the issuer is the public https URL", issuer)
