@@ -929,7 +929,7 @@ func TestCluster(t *testing.T) {
 		// pause): a connection the proxy opened just before would otherwise
 		// still sit in the listen queue that Shutdown closes.
 		proxy.out[1].Store(true)
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 		signalled := time.Now()
 		if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
