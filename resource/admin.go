@@ -341,8 +341,8 @@ func checkAdminArg(name, v string) error {
 // says nothing about the database.
 func (a *adminTools) internal(ctx context.Context, op string, err error) error {
 	if storage.IsUnavailable(err) {
-		// A JSON-RPC error, not a tool result: the call did not happen and
-		// can be repeated once the database is back.
+		// A JSON-RPC error, not a tool result: the call can be repeated
+		// once the database is back (revoking twice is harmless).
 		a.s.log.WarnContext(ctx, "admin tool failed: database unavailable", "op", op, "err", err)
 		return errUnavailable
 	}
