@@ -56,6 +56,10 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 
 	client, redirectURI, problem := s.checkClientAndRedirect(r)
+	if problem == problemUnavailable {
+		s.unavailablePage(w, r)
+		return
+	}
 	if problem != "" {
 		s.authorizePage(w, r, http.StatusBadRequest, "This link cannot be used", problem)
 		return
@@ -240,6 +244,9 @@ func (s *Server) checkClientAndRedirect(r *http.Request) (client *storage.Client
 		// it is shown here, never sent to a redirect URI nobody verified
 		// (MCP 2025-11-25: invalid_client or invalid_request).
 		c, err := s.metadataClient(r.Context(), id)
+		if storage.IsUnavailable(err) {
+			return nil, "", problemUnavailable
+		}
 		if err != nil {
 			return nil, "", s.metadataProblem(r.Context(), id, err)
 		}
@@ -250,6 +257,8 @@ func (s *Server) checkClientAndRedirect(r *http.Request) (client *storage.Client
 			s.log.ErrorContext(r.Context(), "authorize: load client", "err", err)
 		}
 		switch {
+		case storage.IsUnavailable(err):
+			return nil, "", problemUnavailable
 		case err != nil && looksLikeURL(id) && s.cfg.CIMD.Disabled:
 			return nil, "", "The application identifies itself by a URL (a client metadata document), which this server does not accept (invalid_client). It must be registered instead."
 		case err != nil && looksLikeURL(id):
@@ -357,6 +366,13 @@ var authorizeErrorCodes = map[string]bool{
 // redirect URI with state and iss (RFC 6749 §4.1.2.1, RFC 9207 §2). fosite
 // would send no iss, so the redirect is built here.
 func (s *Server) authorizeRedirectError(w http.ResponseWriter, r *http.Request, redirectURI string, err error) {
+	if storage.IsUnavailable(err) {
+		// A page, not a redirect with temporarily_unavailable (RFC 6749
+		// §4.1.2.1): the user can reload it once the database is back,
+		// where the redirect would end the client's flow.
+		s.unavailablePage(w, r)
+		return
+	}
 	code, desc := oauth.ServerError, "internal error"
 	var oe *oauth.Error
 	var fe *fosite.RFC6749Error

@@ -14,14 +14,17 @@ import (
 	"github.com/ulule/limiter/v3/drivers/store/memory"
 
 	"github.com/mcpauth/mcpauth/authz/oauth"
+	"github.com/mcpauth/mcpauth/storage"
 )
 
 // maxFormBytes caps every form or JSON body the server reads.
 const maxFormBytes = 64 << 10
 
 // handle adapts a handler that returns an error: an *oauth.Error is written
-// as the OAuth error JSON; anything else becomes server_error/500, logged
-// with its cause and never shown. A body over the cap is 413.
+// as the OAuth error JSON; the database being unreachable is
+// temporarily_unavailable/503 with Retry-After; anything else becomes
+// server_error/500, logged with its cause and never shown. A body over the
+// cap is 413.
 func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		err := h(w, r)
@@ -29,13 +32,59 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 			return
 		}
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		var oe *oauth.Error
+		switch {
+		case errors.As(err, &tooBig):
 			err = &oauth.Error{Code: oauth.InvalidRequest, Description: "request body too large", Status: http.StatusRequestEntityTooLarge, Err: err}
+		case storage.IsUnavailable(err) && (!errors.As(err, &oe) || oe.HTTPStatus() >= 500):
+			// A server error caused by the outage is the outage; a client
+			// error (400, 401) stays what it is.
+			err = unavailable(w, err)
 		}
-		if status := oauth.WriteError(w, err); status >= 500 {
+		switch status := oauth.WriteError(w, err); {
+		case status == http.StatusServiceUnavailable:
+			s.log.WarnContext(r.Context(), "request failed: database unavailable", "path", r.URL.Path, "err", err)
+		case status >= 500:
 			s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 		}
 	}
+}
+
+// unavailableRetryAfter is the Retry-After (seconds) of an answer given
+// while the database is unreachable: long enough not to hammer a recovering
+// server, short enough for a restart or failover.
+const unavailableRetryAfter = "5"
+
+// unavailable is the answer to a request that needed the database while it
+// was unreachable: temporarily_unavailable with 503 and Retry-After (RFC
+// 6749 §4.1.2.1 and §5.2 use the code for a server that cannot handle the
+// request for now; RFC 9110 §15.6.4 gives 503 its Retry-After). Nothing was
+// issued: a token is written to the client only after its rows committed.
+func unavailable(w http.ResponseWriter, err error) *oauth.Error {
+	w.Header().Set("Retry-After", unavailableRetryAfter)
+	return &oauth.Error{Code: oauth.TemporarilyUnavailable, Description: "the service is temporarily unavailable; retry later", Status: http.StatusServiceUnavailable, Err: err}
+}
+
+// problemUnavailable is checkClientAndRedirect's problem when the client
+// could not be looked up because the database is unreachable.
+const problemUnavailable = "The service is temporarily unavailable. Please try again in a moment."
+
+// unavailablePage answers a browser page that needed the database while it
+// was unreachable: 503 with Retry-After and a plain message.
+func (s *Server) unavailablePage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", unavailableRetryAfter)
+	s.authorizePage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable", problemUnavailable)
+}
+
+// serverErrorPage is the status and message of a browser page for an error
+// of the server's own: 503 with Retry-After while the database is
+// unreachable (reloading the page later will work), 500 otherwise.
+func serverErrorPage(w http.ResponseWriter, err error) (int, string) {
+	if storage.IsUnavailable(err) {
+		w.Header().Set("Retry-After", unavailableRetryAfter)
+		return http.StatusServiceUnavailable, problemUnavailable
+	}
+	return http.StatusInternalServerError, "Something went wrong on our side. Please try again."
 }
 
 // openCORS lets browser-based clients (the MCP Inspector, web agents) call an

@@ -154,8 +154,9 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "login failed: server error", "err", err)
-		p.Error = "Something went wrong on our side. Please try again."
-		s.renderLogin(w, r, http.StatusInternalServerError, p)
+		status, msg := serverErrorPage(w, err)
+		p.Error = msg
+		s.renderLogin(w, r, status, p)
 		return
 	}
 	if !ok {
@@ -165,8 +166,9 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.startSession(w, r, user); err != nil {
 		s.log.ErrorContext(ctx, "login: create session", "err", err)
-		p.Error = "Something went wrong on our side. Please try again."
-		s.renderLogin(w, r, http.StatusInternalServerError, p)
+		status, msg := serverErrorPage(w, err)
+		p.Error = msg
+		s.renderLogin(w, r, status, p)
 		return
 	}
 	s.log.InfoContext(ctx, "user signed in", "user_id", user.ID, "client_ip", clientIP(r))
@@ -274,7 +276,8 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.endSession(ctx, w, r); err != nil {
 		s.log.ErrorContext(ctx, "logout: delete session", "err", err)
-		s.render(w, r, http.StatusInternalServerError, "logout", logoutPage{Error: "Something went wrong on our side. Please try again."})
+		status, msg := serverErrorPage(w, err)
+		s.render(w, r, status, "logout", logoutPage{Error: msg})
 		return
 	}
 	seeOther(w, "/login?signed_out=1")

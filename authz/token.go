@@ -216,6 +216,12 @@ var oauthErrorCodes = []string{
 // 401, with WWW-Authenticate when the client tried HTTP Basic (RFC 6749
 // §5.2). A fosite server error stays an error the adapter logs as 500.
 func (s *Server) fositeError(w http.ResponseWriter, r *http.Request, err error) error {
+	if storage.IsUnavailable(err) {
+		// fosite wraps storage errors (a client lookup as invalid_client,
+		// the rest as server_error): the cause decides, so that an outage
+		// never tells a client its credentials or grant are bad.
+		return unavailable(w, err)
+	}
 	var oe *oauth.Error
 	if errors.As(err, &oe) {
 		if oe.Code == oauth.InvalidClient && oe.Status != http.StatusUnauthorized {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpauth/mcpauth/authz/oauth"
@@ -339,6 +340,17 @@ func checkAdminArg(name, v string) error {
 // internal logs a storage failure and gives the caller a tool error that
 // says nothing about the database.
 func (a *adminTools) internal(ctx context.Context, op string, err error) error {
+	if storage.IsUnavailable(err) {
+		// A JSON-RPC error, not a tool result: the call can be repeated
+		// once the database is back (revoking twice is harmless).
+		a.s.log.WarnContext(ctx, "admin tool failed: database unavailable", "op", op, "err", err)
+		return errUnavailable
+	}
 	a.s.log.ErrorContext(ctx, "admin tool failed", "op", op, "err", err)
 	return fmt.Errorf("%s failed: internal error (see the server log)", op)
 }
+
+// errUnavailable answers a call that needed the database while it was
+// unreachable: a JSON-RPC server error (JSON-RPC 2.0 §5.1 reserves -32000
+// to -32099 for them), which the go-sdk passes on as the call's error.
+var errUnavailable = &jsonrpc.Error{Code: -32000, Message: "temporarily unavailable: the database is unreachable; retry later"}

@@ -14,9 +14,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +42,12 @@ var (
 	// the race. The token endpoint must map it to invalid_grant (RFC 6749 §4.1.2:
 	// a code is single-use) and revoke the tokens of the code's request id.
 	ErrCodeUsed = errors.New("authorization code already used")
+	// ErrUnavailable reports that PostgreSQL could not be reached or dropped
+	// the connection (refused, reset, shut down, too many connections): the
+	// operation did not happen, or, for a COMMIT, its outcome is unknown. It
+	// is transient: the pool reconnects by itself once the server is back.
+	// The HTTP layers answer it with 503 and Retry-After, never 500.
+	ErrUnavailable = errors.New("database unavailable")
 )
 
 // DB is mcpauth's PostgreSQL store. It is safe for concurrent use.
@@ -144,7 +153,8 @@ func (db *DB) q(ctx context.Context) querier {
 // dbErr translates a pgx error and wraps it with the operation:
 // pgx.ErrNoRows → ErrNotFound, SQLSTATE 23505 → ErrConflict,
 // 40001/40P01 → fosite.ErrSerializationFailure (which fosite's token handlers turn
-// into a "retry" answer instead of a server error). nil stays nil.
+// into a "retry" answer instead of a server error), a connection failure →
+// ErrUnavailable. nil stays nil.
 func dbErr(op string, err error) error {
 	if err == nil {
 		return nil
@@ -161,7 +171,65 @@ func dbErr(op string, err error) error {
 			return fmt.Errorf("%s: %w: %w", op, fosite.ErrSerializationFailure, err)
 		}
 	}
+	if connectionFailure(err) {
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// IsUnavailable reports whether err means that the database could not be
+// reached: ErrUnavailable (what dbErr makes of a connection failure), or one
+// of pgx's own connection errors that did not pass through dbErr (Open,
+// Ping). A network error of anything else (an HTTP fetch) is not one.
+func IsUnavailable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	return errors.Is(err, ErrUnavailable) || errors.As(err, &connectErr) ||
+		errors.Is(err, pgconn.ErrConnClosed) || unavailableCode(err)
+}
+
+// unavailableCode reports whether err is a PostgreSQL error saying that the
+// server cannot serve: a connection exception, a shutdown or start-up in
+// progress, or no connection slot left.
+func unavailableCode(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "57P01", "57P02", "57P03": // admin_shutdown, crash_shutdown, cannot_connect_now
+		return true
+	case "53300": // too_many_connections
+		return true
+	}
+	return strings.HasPrefix(pgErr.Code, "08") // connection_exception class
+}
+
+// connectionFailure reports whether err, returned by pgx, is PostgreSQL
+// being unreachable rather than a problem with the statement: a failed
+// dial, a connection closed or reset under the query, a server shutting
+// down or starting up, or out of connection slots. A caller's own
+// cancellation is not one. Only dbErr calls it: every network error in a
+// pgx call is the database's.
+func connectionFailure(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return unavailableCode(err)
+	}
+	var netErr net.Error
+	switch {
+	case IsUnavailable(err), errors.As(err, &netErr):
+		return true
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return true
+	}
+	return pgconn.Timeout(err)
 }
 
 // BeginTX starts a transaction and returns a context carrying it; every DB method

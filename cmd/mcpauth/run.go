@@ -20,6 +20,8 @@ Usage:
   mcpauth keys list|rotate          list or rotate the token signing keys
   mcpauth user add|list|disable|enable|passwd
                                     manage local user accounts
+  mcpauth healthcheck [URL]         exit 0 if URL (default /healthz at MCPAUTH_ADDR)
+                                    answers 200: for images without curl
   mcpauth version                   print the version
 
 Commands other than serve use MCPAUTH_DATABASE_URL, or the dev cluster under
@@ -49,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return env.keys(ctx, rest)
 	case "user":
 		return env.user(ctx, rest)
+	case "healthcheck":
+		return env.healthcheck(ctx, rest)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mcpauth", version())
 		return nil
