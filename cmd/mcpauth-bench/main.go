@@ -43,6 +43,7 @@ type options struct {
 	codes       int
 	jsonPath    string
 	only        []string
+	profileDir  string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.codes, "codes", 12000, "authorization codes minted before each run of the code-exchange scenario (the run ends when they are used up)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	only := fs.String("scenarios", "", "comma-separated scenario names to run; empty: all")
+	fs.StringVar(&o.profileDir, "profile", "", "after each scenario's measured runs, one more run (not counted) during which the server's CPU and allocation profiles (pprof) and its SQL statements (pg_stat_statements; throwaway cluster only) are recorded into this directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,16 +86,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("build mcpauth: %w", err)
 		}
 	}
+	if o.profileDir != "" && o.databaseURL != "" {
+		return fmt.Errorf("-profile needs the throwaway cluster (it loads pg_stat_statements): drop -database-url")
+	}
 	if o.databaseURL == "" {
 		logf("starting a throwaway PostgreSQL cluster")
-		u, stopDB, err := throwawayDatabase(ctx)
+		u, stopDB, err := throwawayDatabase(ctx, o.profileDir != "")
 		if err != nil {
 			return err
 		}
 		defer stopDB()
 		o.databaseURL = u
 	}
-	srv, err := startServer(ctx, o.bin, o.databaseURL, randomString())
+	var extraEnv []string
+	var prof *profiler
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return err
+		}
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		extraEnv = append(extraEnv, "MCPAUTH_DEBUG_PPROF_ADDR="+addr)
+		prof = &profiler{dir: o.profileDir, pprofBase: "http://" + addr, databaseURL: o.databaseURL, logf: logf}
+	}
+	srv, err := startServer(ctx, o.bin, o.databaseURL, randomString(), extraEnv...)
 	if err != nil {
 		return err
 	}
@@ -125,6 +143,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			m := median(rep.Runs)
 			rep.Median = &m
+			if prof != nil && sc.profiled {
+				workers, err := sc.newWorkers(ctx)
+				if err != nil {
+					return fmt.Errorf("%s: setup of the profiled run: %w", sc.name, err)
+				}
+				r, err := prof.profile(ctx, sc.name, workers, o.duration)
+				if err != nil {
+					return fmt.Errorf("%s: profile: %w", sc.name, err)
+				}
+				logf("%-22s profiled: %8.0f req/s (not counted)", sc.name, r.RPS)
+			}
 			if sc.target.MinRPS > 0 {
 				met := sc.target.met(m)
 				rep.Met = &met

@@ -124,6 +124,9 @@ type scenario struct {
 	target      target
 	note        string
 	newWorkers  func(ctx context.Context) ([]op, error)
+	// profiled: -profile profiles this scenario's server (the mcpauth
+	// serve child, not another process).
+	profiled bool
 }
 
 func (b *bench) scenarios() []scenario {
@@ -136,7 +139,7 @@ func (b *bench) scenarios() []scenario {
 			return ws, nil
 		}
 	}
-	return []scenario{
+	list := []scenario{
 		{
 			name: "client_credentials", concurrency: tokenConcurrency,
 			target: target{MinRPS: 2500, MaxP99: 25 * time.Millisecond, Text: "≥ 2,500 req/s, p99 ≤ 25 ms"},
@@ -173,12 +176,16 @@ func (b *bench) scenarios() []scenario {
 				return false, b.mcpCall(ctx, b.mcpToken)
 			}),
 		},
-		{
-			name: "mcp_whoami_noauth", concurrency: mcpConcurrency,
-			target: target{Text: "the baseline for the 90 % above"},
-			note:   "mcpauth serve has no switch to turn auth off",
-		},
 	}
+	for i := range list {
+		list[i].profiled = true
+	}
+	list = append(list, scenario{
+		name: "mcp_whoami_noauth", concurrency: mcpConcurrency,
+		target: target{Text: "the baseline for the 90 % above"},
+		note:   "mcpauth serve has no switch to turn auth off",
+	})
+	return list
 }
 
 // exchangeWorkers mints -codes codes (untimed) and returns workers that

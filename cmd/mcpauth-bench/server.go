@@ -25,8 +25,10 @@ import (
 
 // throwawayDatabase starts an Ephemeral PostgreSQL cluster in a temporary
 // directory and returns the URL of a migrated database on it, and a
-// function that stops the cluster and removes the directory.
-func throwawayDatabase(ctx context.Context) (string, func(), error) {
+// function that stops the cluster and removes the directory. With
+// statementStats the cluster is restarted once with pg_stat_statements
+// loaded, and the database has the extension (for -profile).
+func throwawayDatabase(ctx context.Context, statementStats bool) (string, func(), error) {
 	dir, err := os.MkdirTemp("", "mcpauth-bench-")
 	if err != nil {
 		return "", nil, err
@@ -42,10 +44,32 @@ func throwawayDatabase(ctx context.Context) (string, func(), error) {
 		c.Stop(sctx)
 		os.RemoveAll(dir)
 	}
+	if statementStats {
+		err := enableStatementStats(ctx, c.URL("postgres"))
+		if err == nil {
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = c.Stop(sctx)
+			cancel()
+		}
+		if err == nil {
+			c, err = pgcluster.Start(ctx, pgcluster.Options{Dir: dir, Ephemeral: true, Port: c.Port()})
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return "", nil, fmt.Errorf("load pg_stat_statements: %w", err)
+		}
+	}
 	conn, err := pgx.Connect(ctx, c.URL("postgres"))
 	if err == nil {
 		_, err = conn.Exec(ctx, "CREATE DATABASE mcpauth_bench")
 		conn.Close(ctx)
+	}
+	if err == nil && statementStats {
+		conn, err = pgx.Connect(ctx, c.URL("mcpauth_bench"))
+		if err == nil {
+			_, err = conn.Exec(ctx, "CREATE EXTENSION pg_stat_statements")
+			conn.Close(ctx)
+		}
 	}
 	if err != nil {
 		stop()
@@ -70,7 +94,8 @@ type server struct {
 const relaxed = "100000000-S"
 
 // startServer migrates databaseURL and starts bin serve on it.
-func startServer(ctx context.Context, bin, databaseURL, registrationToken string) (*server, error) {
+// extraEnv is added to the child's environment (MCPAUTH_DEBUG_PPROF_ADDR).
+func startServer(ctx context.Context, bin, databaseURL, registrationToken string, extraEnv ...string) (*server, error) {
 	if err := migrations.Up(ctx, databaseURL); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
@@ -106,6 +131,7 @@ func startServer(ctx context.Context, bin, databaseURL, registrationToken string
 		"MCPAUTH_RATE_LIMIT_LOGIN_IP="+relaxed,
 		"MCPAUTH_RATE_LIMIT_LOGIN_USER="+relaxed,
 	)
+	s.env = append(s.env, extraEnv...)
 	s.cmd = exec.Command(bin, "serve")
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
