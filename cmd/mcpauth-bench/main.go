@@ -44,6 +44,8 @@ type options struct {
 	jsonPath    string
 	only        []string
 	profileDir  string
+	seedRows    int
+	revocations int
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -56,16 +58,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario; the table shows the median")
 	fs.IntVar(&o.codes, "codes", 12000, "authorization codes minted before each run of the code-exchange scenario (the run ends when they are used up)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
+	fs.IntVar(&o.revocations, "revocations", 100, "revocations timed by revocation_propagation")
+	fs.IntVar(&o.seedRows, "seed-rows", 0, "after the scenarios, COPY this many rows into the token tables (DESIGN §7: 10000000) and run the token scenarios again; 0: not")
+	serveNoAuthAddr := fs.String("serve-noauth", "", "internal: serve /mcp without authentication on this address (the auth-off baseline, run by the bench as its own child process)")
+	noauthPprof := fs.String("noauth-pprof", "", "internal: with -serve-noauth, serve pprof on this loopback address")
 	only := fs.String("scenarios", "", "comma-separated scenario names to run; empty: all")
 	fs.StringVar(&o.profileDir, "profile", "", "after each scenario's measured runs, one more run (not counted) during which the server's CPU and allocation profiles (pprof) and its SQL statements (pg_stat_statements; throwaway cluster only) are recorded into this directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *serveNoAuthAddr != "" {
+		return serveNoAuth(ctx, *serveNoAuthAddr, *noauthPprof)
+	}
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
 	}
-	if o.runs < 1 || o.duration <= 0 || o.codes < 1 {
-		return fmt.Errorf("-runs, -duration and -codes must be positive")
+	if o.runs < 1 || o.duration <= 0 || o.codes < 1 || o.revocations < 1 || o.seedRows < 0 {
+		return fmt.Errorf("-runs, -duration and -codes must be positive, -seed-rows not negative")
 	}
 	// Whatever happens, the bench stops by itself.
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
@@ -109,7 +118,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		extraEnv = append(extraEnv, "MCPAUTH_DEBUG_PPROF_ADDR="+addr)
-		prof = &profiler{dir: o.profileDir, pprofBase: "http://" + addr, databaseURL: o.databaseURL, logf: logf}
+		prof = &profiler{dir: o.profileDir, server: procTarget{pprofBase: "http://" + addr}, databaseURL: o.databaseURL, logf: logf}
 	}
 	srv, err := startServer(ctx, o.bin, o.databaseURL, randomString(), extraEnv...)
 	if err != nil {
@@ -117,50 +126,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer srv.stop()
 	logf("mcpauth serve on %s", srv.base)
+	if prof != nil {
+		prof.server.pid = srv.cmd.Process.Pid
+	}
 
 	b, err := newBench(ctx, srv, o)
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
-	var report []scenarioReport
+	defer b.close()
+	var selected []scenario
 	for _, sc := range b.scenarios() {
-		if len(o.only) > 0 && !slices.Contains(o.only, sc.name) {
-			continue
+		if len(o.only) == 0 || slices.Contains(o.only, sc.name) {
+			selected = append(selected, sc)
 		}
-		rep := scenarioReport{Name: sc.name, Concurrency: sc.concurrency, Target: sc.target.Text, Note: sc.note}
-		if sc.newWorkers != nil {
-			for i := range o.runs {
-				workers, err := sc.newWorkers(ctx)
-				if err != nil {
-					return fmt.Errorf("%s: setup of run %d: %w", sc.name, i+1, err)
-				}
-				r := load(ctx, workers, o.duration)
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				logf("%-22s run %d: %8.0f req/s  p50 %-9s p99 %-9s errors %d", sc.name, i+1, r.RPS, ms(r.P50), ms(r.P99), r.Errors)
-				rep.Runs = append(rep.Runs, r)
-			}
-			m := median(rep.Runs)
-			rep.Median = &m
-			if prof != nil && sc.profiled {
-				workers, err := sc.newWorkers(ctx)
-				if err != nil {
-					return fmt.Errorf("%s: setup of the profiled run: %w", sc.name, err)
-				}
-				r, err := prof.profile(ctx, sc.name, workers, o.duration)
-				if err != nil {
-					return fmt.Errorf("%s: profile: %w", sc.name, err)
-				}
-				logf("%-22s profiled: %8.0f req/s (not counted)", sc.name, r.RPS)
-			}
-			if sc.target.MinRPS > 0 {
-				met := sc.target.met(m)
-				rep.Met = &met
-			}
-		}
-		report = append(report, rep)
 	}
+	report, err := b.runAll(ctx, selected, prof, logf)
+	if err != nil {
+		return err
+	}
+	if o.seedRows > 0 {
+		logf("seeding %d rows into the token tables with COPY", o.seedRows)
+		took, err := seedTokens(ctx, o.databaseURL, o.seedRows, b.codeID, b.ccID, logf)
+		if err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		logf("seeded %d rows in %s", o.seedRows, took.Round(time.Second))
+		seeded, err := b.runAll(ctx, b.seededScenarios(selected, report, o.seedRows, took), prof, logf)
+		if err != nil {
+			return err
+		}
+		report = append(report, seeded...)
+	}
+	judgeNoAuthRatio(report)
 	printTable(stdout, report)
 	if o.jsonPath != "" {
 		out := benchReport{
@@ -194,6 +192,9 @@ func (t target) met(r result) bool {
 	return r.RPS >= t.MinRPS && (t.MaxP99 == 0 || r.P99 <= t.MaxP99)
 }
 
+// A latency-only scenario (revocation propagation) has no req/s: its
+// result carries the samples' percentiles, and Requests is the count.
+
 type scenarioReport struct {
 	Name        string   `json:"name"`
 	Concurrency int      `json:"concurrency"`
@@ -201,6 +202,8 @@ type scenarioReport struct {
 	Median      *result  `json:"median,omitempty"`
 	Target      string   `json:"target"`
 	Met         *bool    `json:"met,omitempty"`
+	// Ratio is, for mcp_whoami, its median req/s over mcp_whoami_noauth's.
+	Ratio *float64 `json:"auth_on_off_ratio,omitempty"`
 	Note        string   `json:"note,omitempty"`
 }
 
@@ -213,21 +216,28 @@ type benchReport struct {
 }
 
 func printTable(w io.Writer, report []scenarioReport) {
-	fmt.Fprintf(w, "%-22s %5s %10s %9s %9s %7s  %-40s %s\n", "scenario", "conc", "req/s", "p50", "p99", "errors", "target (DESIGN §7)", "met")
+	fmt.Fprintf(w, "%-26s %5s %10s %9s %9s %7s  %-40s %s\n", "scenario", "conc", "req/s", "p50", "p99", "errors", "target (DESIGN §7)", "met")
 	for _, r := range report {
 		if r.Median == nil {
-			fmt.Fprintf(w, "%-22s %5d %10s %9s %9s %7s  %-40s %s\n", r.Name, r.Concurrency, "-", "-", "-", "-", r.Target, "not measured: "+r.Note)
+			fmt.Fprintf(w, "%-26s %5d %10s %9s %9s %7s  %-40s %s\n", r.Name, r.Concurrency, "-", "-", "-", "-", r.Target, "not measured: "+r.Note)
 			continue
 		}
 		met := "-"
 		if r.Met != nil {
 			met = map[bool]string{true: "yes", false: "NO"}[*r.Met]
 		}
+		if r.Note != "" && (r.Ratio != nil || r.Met == nil) {
+			met += " (" + r.Note + ")"
+		}
 		errs := 0
 		for _, run := range r.Runs {
 			errs += run.Errors
 		}
-		fmt.Fprintf(w, "%-22s %5d %10.0f %9s %9s %7d  %-40s %s\n", r.Name, r.Concurrency, r.Median.RPS, ms(r.Median.P50), ms(r.Median.P99), errs, r.Target, met)
+		rps := fmt.Sprintf("%.0f", r.Median.RPS)
+		if r.Median.RPS == 0 {
+			rps = fmt.Sprintf("n=%d", r.Median.Requests) // latency samples
+		}
+		fmt.Fprintf(w, "%-26s %5d %10s %9s %9s %7d  %-40s %s\n", r.Name, r.Concurrency, rps, ms(r.Median.P50), ms(r.Median.P99), errs, r.Target, met)
 	}
 }
 

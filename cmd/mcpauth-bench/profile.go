@@ -14,13 +14,20 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// procTarget is a server process to profile: its pprof listener
+// (http://127.0.0.1:PORT) and its process id.
+type procTarget struct {
+	pprofBase string
+	pid       int
+}
+
 // profiler takes, during one extra run of a scenario (after its measured
 // runs, not counted in the table), a CPU profile and an allocation profile
 // of the server process from its pprof listener (MCPAUTH_DEBUG_PPROF_ADDR),
 // and counts the SQL statements the run sent with pg_stat_statements.
 type profiler struct {
 	dir         string
-	pprofBase   string // http://127.0.0.1:PORT
+	server      procTarget // mcpauth serve
 	databaseURL string
 	logf        func(string, ...any)
 }
@@ -28,7 +35,7 @@ type profiler struct {
 // profile runs workers for d while the profiles are taken, and writes
 // DIR/NAME.cpu.pb.gz, NAME.allocs.pb.gz, their `go tool pprof -top` as
 // .txt, and NAME.sql.txt: every statement with its calls per request.
-func (p *profiler) profile(ctx context.Context, name string, workers []op, d time.Duration) (result, error) {
+func (p *profiler) profile(ctx context.Context, name string, workers []op, d time.Duration, at procTarget) (result, error) {
 	secs := max(1, int(d/time.Second))
 	if err := p.sql(ctx, "SELECT pg_stat_statements_reset()"); err != nil {
 		return result{}, fmt.Errorf("pg_stat_statements: %w", err)
@@ -37,10 +44,22 @@ func (p *profiler) profile(ctx context.Context, name string, workers []op, d tim
 	for _, kind := range []string{"profile", "allocs"} {
 		go func() {
 			file := filepath.Join(p.dir, name+map[string]string{"profile": ".cpu.pb.gz", "allocs": ".allocs.pb.gz"}[kind])
-			errc <- p.fetch(ctx, fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", p.pprofBase, kind, secs), file)
+			errc <- p.fetch(ctx, fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", at.pprofBase, kind, secs), file)
 		}()
 	}
+	before, cpuErr := p.cpu(at.pid)
 	r := load(ctx, workers, d)
+	after, err := p.cpu(at.pid)
+	if cpuErr == nil && err == nil {
+		n := time.Duration(max(1, r.Requests+r.Errors))
+		line := fmt.Sprintf("%s: %.0f req/s; CPU per request: server %s, PostgreSQL %s, load generator %s; the three used %.2f of the machine's cores",
+			name, r.RPS, us((after.server-before.server)/n), us((after.postgres-before.postgres)/n), us((after.bench-before.bench)/n),
+			float64(after.server-before.server+after.postgres-before.postgres+after.bench-before.bench)/float64(r.Elapsed))
+		p.logf("%s", line)
+		if err := os.WriteFile(filepath.Join(p.dir, name+".cpusplit.txt"), []byte(line+"\n"), 0o644); err != nil {
+			return r, err
+		}
+	}
 	for range 2 {
 		if err := <-errc; err != nil {
 			return r, err
@@ -144,3 +163,75 @@ func enableStatementStats(ctx context.Context, adminURL string) error {
 	_, err = conn.Exec(ctx, "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
 	return err
 }
+
+// cpuTimes is the CPU time (user + system) used so far by the server, by
+// the PostgreSQL cluster (the postmaster the bench started, its live
+// backends and the ones it has reaped) and by the bench itself, from
+// /proc (Linux). It shows where the two cores went during a run.
+type cpuTimes struct{ server, postgres, bench time.Duration }
+
+func (p *profiler) cpu(serverPID int) (cpuTimes, error) {
+	var t cpuTimes
+	self := os.Getpid()
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return t, err
+	}
+	type stat struct {
+		pid, ppid int
+		comm      string
+		own, kids time.Duration
+	}
+	var all []stat
+	for _, e := range procs {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone
+		}
+		// pid (comm) state ppid … utime(14) stime(15) cutime(16) cstime(17)
+		s := string(raw)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		f := strings.Fields(s[closing+1:])
+		if len(f) < 15 {
+			continue
+		}
+		var ppid int
+		var ut, st, cut, cst int64
+		fmt.Sscan(f[1], &ppid)
+		fmt.Sscan(f[11], &ut)
+		fmt.Sscan(f[12], &st)
+		fmt.Sscan(f[13], &cut)
+		fmt.Sscan(f[14], &cst)
+		all = append(all, stat{pid: pid, ppid: ppid, comm: s[open+1 : closing], own: ticks(ut + st), kids: ticks(cut + cst)})
+	}
+	postmasters := map[int]bool{}
+	for _, s := range all {
+		switch {
+		case s.pid == self:
+			t.bench = s.own
+		case s.pid == serverPID:
+			t.server = s.own
+		case s.ppid == self && s.comm == "postgres":
+			postmasters[s.pid] = true
+			t.postgres += s.own + s.kids
+		}
+	}
+	for _, s := range all {
+		if postmasters[s.ppid] {
+			t.postgres += s.own
+		}
+	}
+	return t, nil
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }
+
+// ticks converts clock ticks (USER_HZ, 100 on Linux) to a duration.
+func ticks(n int64) time.Duration { return time.Duration(n) * 10 * time.Millisecond }
