@@ -204,7 +204,7 @@ type scenarioReport struct {
 	Met         *bool    `json:"met,omitempty"`
 	// Ratio is, for mcp_whoami, its median req/s over mcp_whoami_noauth's.
 	Ratio *float64 `json:"auth_on_off_ratio,omitempty"`
-	Note        string   `json:"note,omitempty"`
+	Note  string   `json:"note,omitempty"`
 }
 
 type benchReport struct {

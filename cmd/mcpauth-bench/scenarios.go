@@ -201,7 +201,9 @@ func (b *bench) scenarios() []scenario {
 					return false, b.mcpCall(ctx, b.noauth.base, "")
 				})(ctx)
 			},
-			profileAt: func() procTarget { return procTarget{pprofBase: "http://" + b.noauthPprof, pid: b.noauth.cmd.Process.Pid} },
+			profileAt: func() procTarget {
+				return procTarget{pprofBase: "http://" + b.noauthPprof, pid: b.noauth.cmd.Process.Pid}
+			},
 		},
 		{
 			name: "revocation_propagation", concurrency: 1,
