@@ -235,12 +235,15 @@ func printTable(w io.Writer, report []scenarioReport) {
 		}
 		rps := fmt.Sprintf("%.0f", r.Median.RPS)
 		if r.Median.RPS == 0 {
-			rps = fmt.Sprintf("n=%d", r.Median.Requests) // latency samples
+			rps = fmt.Sprintf("n=%d", r.Median.Requests) // latency samples or benchmark iterations
 		}
 		fmt.Fprintf(w, "%-26s %5d %10s %9s %9s %7d  %-40s %s\n", r.Name, r.Concurrency, rps, ms(r.Median.P50), ms(r.Median.P99), errs, r.Target, met)
 	}
 }
 
 func ms(d time.Duration) string {
+	if d > 0 && d < 100*time.Microsecond {
+		return fmt.Sprintf("%.2fµs", float64(d)/float64(time.Microsecond))
+	}
 	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
 }

@@ -211,6 +211,12 @@ func (b *bench) scenarios() []scenario {
 			note:    "revoke on instance A, poll /mcp on instance B until 401",
 			measure: b.revocationLatency,
 		},
+		{
+			name: "auth_check_cached", concurrency: 2,
+			target:  target{MaxP99: 20 * time.Microsecond, Text: "≤ 20 µs (Go benchmark)"},
+			note:    "go test -bench BenchmarkVerifyAccessTokenCached ./authz (median of 3, ns/op)",
+			measure: b.cachedAuthCheck,
+		},
 	}
 	for i := range list {
 		list[i].profiled = list[i].measure == nil
