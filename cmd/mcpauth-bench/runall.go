@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -89,7 +91,9 @@ func (b *bench) runAll(ctx context.Context, list []scenario, prof *profiler, log
 }
 
 // judgeNoAuthRatio completes the /mcp target: ≥ 3,700 req/s and ≥ 90 % of
-// the auth-off throughput, measured in interleaved runs.
+// the auth-off throughput. Their runs alternate, so run i of each saw the
+// same moment of the machine: the ratio is the median of the per-round
+// ratios, which a busy moment shared by both cancels out of.
 func judgeNoAuthRatio(report []scenarioReport) {
 	var on, off *scenarioReport
 	for i := range report {
@@ -100,12 +104,26 @@ func judgeNoAuthRatio(report []scenarioReport) {
 			off = &report[i]
 		}
 	}
-	if on == nil || off == nil || on.Median == nil || off.Median == nil || off.Median.RPS == 0 {
+	if on == nil || off == nil || on.Median == nil || len(on.Runs) != len(off.Runs) {
 		return
 	}
-	ratio := on.Median.RPS / off.Median.RPS
+	var ratios []float64
+	for i := range on.Runs {
+		if off.Runs[i].RPS > 0 {
+			ratios = append(ratios, on.Runs[i].RPS/off.Runs[i].RPS)
+		}
+	}
+	if len(ratios) == 0 {
+		return
+	}
+	slices.Sort(ratios)
+	ratio := ratios[(len(ratios)-1)/2]
 	on.Ratio = &ratio
-	on.Note = fmt.Sprintf("auth on / auth off = %.0f %% (medians of interleaved runs)", 100*ratio)
+	each := make([]string, len(ratios))
+	for i, r := range ratios {
+		each[i] = fmt.Sprintf("%.0f", 100*r)
+	}
+	on.Note = fmt.Sprintf("auth on / auth off = %.0f %%, median of the interleaved rounds (%s %%)", 100*ratio, strings.Join(each, ", "))
 	met := on.Median.RPS >= 3700 && ratio >= 0.9
 	on.Met = &met
 }
