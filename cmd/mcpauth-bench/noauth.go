@@ -56,6 +56,9 @@ func serveNoAuth(ctx context.Context, addr, pprofAddr string) error {
 		return err
 	}
 	if pprofAddr != "" {
+		if host, _, err := net.SplitHostPort(pprofAddr); err != nil || !net.ParseIP(host).IsLoopback() {
+			return fmt.Errorf("-noauth-pprof: want a loopback IP and port, got %q", pprofAddr)
+		}
 		pl, err := net.Listen("tcp", pprofAddr)
 		if err != nil {
 			return err
