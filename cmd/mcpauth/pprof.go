@@ -14,6 +14,8 @@ import (
 // the public listener or its router. It is off unless
 // MCPAUTH_DEBUG_PPROF_ADDR is set; make bench -profile sets it to take CPU
 // and allocation profiles of the server under load. stop closes it.
+// (Importing net/http/pprof also registers its handlers on
+// http.DefaultServeMux, which mcpauth never serves.)
 func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
