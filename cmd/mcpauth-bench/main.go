@@ -153,7 +153,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if o.seedRows > 0 {
 		logf("seeding %d rows into the token tables with COPY", o.seedRows)
-		took, err := seedTokens(ctx, o.databaseURL, o.seedRows, b.codeID, b.ccID, logf)
+		took, err := seedTokens(ctx, o.databaseURL, o.seedRows, logf)
 		if err != nil {
 			return fmt.Errorf("seed: %w", err)
 		}

@@ -39,7 +39,7 @@ const (
 
 // seedTokens COPYs rows rows into the token tables of databaseURL and
 // returns how long it took (the clients, COPY and ANALYZE).
-func seedTokens(ctx context.Context, databaseURL string, rows int, _, _ string, logf func(string, ...any)) (time.Duration, error) {
+func seedTokens(ctx context.Context, databaseURL string, rows int, logf func(string, ...any)) (time.Duration, error) {
 	start := time.Now()
 	conn, err := pgx.Connect(ctx, databaseURL)
 	if err != nil {
@@ -65,7 +65,7 @@ func seedTokens(ctx context.Context, databaseURL string, rows int, _, _ string, 
 	now := time.Now().UTC()
 	rng := rand.New(rand.NewChaCha8([32]byte{7}))
 	session := `{"sub":"%s","username":"seed","client_id":"%s","grant_id":"%s","expires_at":{"access_token":"%s","refresh_token":"%s"},"id_token_claims":{"sub":"%s","rat":%d,"auth_time":%d},"id_token_headers":{}}`
-	common := func(n int, within time.Duration) []any {
+	common := func(within time.Duration) []any {
 		sig := make([]byte, 32)
 		for i := range sig {
 			sig[i] = byte(rng.Uint32())
@@ -104,7 +104,7 @@ func seedTokens(ctx context.Context, databaseURL string, rows int, _, _ string, 
 	}
 	base := []string{"sig_hash", "request_id", "client_id", "subject", "requested_at", "expires_at", "session"}
 	err = copyRows("oauth_refresh_tokens", append(base, "active", "used_at", "access_sig_hash", "requested_scopes", "granted_scopes", "requested_aud", "granted_aud"), refresh, func() []any {
-		r := common(refresh, 30*24*time.Hour)
+		r := common(30 * 24 * time.Hour)
 		active := rng.IntN(6) == 0
 		var used *time.Time
 		if !active {
@@ -119,12 +119,12 @@ func seedTokens(ctx context.Context, databaseURL string, rows int, _, _ string, 
 	})
 	if err == nil {
 		err = copyRows("oauth_access_tokens", append(base, "requested_scopes", "granted_scopes", "requested_aud", "granted_aud"), access, func() []any {
-			return append(common(access, time.Hour), scopes, scopes, aud, aud)
+			return append(common(time.Hour), scopes, scopes, aud, aud)
 		})
 	}
 	if err == nil {
 		err = copyRows("oauth_codes", append(base, "active", "used_at", "requested_scopes", "granted_scopes", "requested_aud", "granted_aud", "redirect_uri", "code_challenge", "code_challenge_method"), codes, func() []any {
-			r := common(codes, 10*time.Minute)
+			r := common(10 * time.Minute)
 			used := r[4].(time.Time).Add(5 * time.Second)
 			return append(r, false, &used, scopes, scopes, aud, aud, "http://127.0.0.1/cb", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "S256")
 		})
