@@ -877,6 +877,17 @@ func TestRegisteredClientAtTokenEndpoint(t *testing.T) {
 	if c, _ := s.db.Client(t.Context(), id); c == nil || c.LastUsedAt == nil {
 		t.Error("a successful grant did not mark the client used")
 	}
+	// Touched more than a minute ago: the next grant touches it again
+	// (the token endpoint skips the write only within the minute).
+	if _, err := s.db.Pool().Exec(t.Context(), `UPDATE oauth_clients SET last_used_at = now() - interval '2 minutes' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if r := token(id, secret, cc); r.status != http.StatusOK {
+		t.Fatalf("client_credentials again: %d %s", r.status, r.raw)
+	}
+	if c, _ := s.db.Client(t.Context(), id); c == nil || c.LastUsedAt == nil || time.Since(*c.LastUsedAt) > time.Minute {
+		t.Errorf("a grant a minute after the last did not touch the client: %+v", c.LastUsedAt)
+	}
 
 	pub := regMustRegister(t, hs, `{"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}`)
 	r = token("", "", url.Values{"grant_type": {"client_credentials"}, "client_id": {regString(t, pub, "client_id")}})

@@ -30,6 +30,18 @@ type grantSession struct {
 	ExpiresAt map[fosite.TokenType]time.Time `json:"expires_at,omitempty"`
 	IDClaims  *jwt.IDTokenClaims             `json:"id_token_claims,omitempty"`
 	IDHeaders *jwt.Headers                   `json:"id_token_headers,omitempty"`
+
+	// codeRead is the authorization code row that GetAuthorizeCodeSession
+	// read for this request, kept for the PKCE handler's read of the same
+	// row that follows it (fositeStore.GetPKCERequestSession); never
+	// stored (unexported), never cloned.
+	codeRead *codeRead
+}
+
+// codeRead is one read of the code with signature sig.
+type codeRead struct {
+	sig  string
+	code *storage.AuthorizeCode
 }
 
 var (
@@ -147,6 +159,7 @@ func (g *grantSession) Clone() fosite.Session {
 		return nil
 	}
 	c := *g
+	c.codeRead = nil
 	c.ExpiresAt = maps.Clone(g.ExpiresAt)
 	if g.IDClaims != nil {
 		cl := *g.IDClaims

@@ -188,10 +188,35 @@ func (db *DB) CreateAuthorizeCodeSession(ctx context.Context, code string, reque
 // fosite.ErrInvalidatedAuthorizeCode, which makes fosite revoke every token of the
 // request (RFC 6749 §4.1.2: a reused code SHOULD revoke what it issued).
 func (db *DB) GetAuthorizeCodeSession(ctx context.Context, code string, session fosite.Session) (fosite.Requester, error) {
-	r, err := db.getCode(ctx, code)
+	c, err := db.ReadAuthorizeCode(ctx, code)
+	if err != nil {
+		return nil, err
+	}
+	return c.CodeSession(session)
+}
+
+// AuthorizeCode is one read of an authorization code's row, from which
+// both of fosite's views of it are built: the code's request
+// (GetAuthorizeCodeSession) and its PKCE request (GetPKCERequestSession).
+// fosite's code exchange asks for both, one after the other; one read
+// serves the two.
+type AuthorizeCode struct{ row *codeRow }
+
+// ReadAuthorizeCode reads the code with signature; ErrNotFound when there
+// is none.
+func (db *DB) ReadAuthorizeCode(ctx context.Context, signature string) (*AuthorizeCode, error) {
+	r, err := db.getCode(ctx, signature)
 	if err != nil {
 		return nil, dbErr("get authorize code", err)
 	}
+	return &AuthorizeCode{row: r}, nil
+}
+
+// CodeSession is what GetAuthorizeCodeSession returns for the code read:
+// its request, decoding the stored session into session, with
+// fosite.ErrInvalidatedAuthorizeCode when the code was used.
+func (c *AuthorizeCode) CodeSession(session fosite.Session) (fosite.Requester, error) {
+	r := c.row
 	req, err := r.request(session)
 	if err != nil {
 		return nil, fmt.Errorf("get authorize code: %w", err)
@@ -202,6 +227,21 @@ func (db *DB) GetAuthorizeCodeSession(ctx context.Context, code string, session 
 	if !r.active {
 		return req, fmt.Errorf("get authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
 	}
+	return req, nil
+}
+
+// PKCESession is what GetPKCERequestSession returns for the code read.
+func (c *AuthorizeCode) PKCESession(session fosite.Session) (fosite.Requester, error) {
+	r := c.row
+	if r.challenge == nil {
+		return nil, dbErr("get pkce session", pgx.ErrNoRows)
+	}
+	req, err := r.request(session)
+	if err != nil {
+		return nil, fmt.Errorf("get pkce session: %w", err)
+	}
+	req.Form.Set("code_challenge", *r.challenge)
+	req.Form.Set("code_challenge_method", deref(r.challengeMethod))
 	return req, nil
 }
 
@@ -244,16 +284,7 @@ func (db *DB) GetPKCERequestSession(ctx context.Context, signature string, sessi
 	if err != nil {
 		return nil, dbErr("get pkce session", err)
 	}
-	if r.challenge == nil {
-		return nil, dbErr("get pkce session", pgx.ErrNoRows)
-	}
-	req, err := r.request(session)
-	if err != nil {
-		return nil, fmt.Errorf("get pkce session: %w", err)
-	}
-	req.Form.Set("code_challenge", *r.challenge)
-	req.Form.Set("code_challenge_method", deref(r.challengeMethod))
-	return req, nil
+	return (&AuthorizeCode{row: r}).PKCESession(session)
 }
 
 // DeletePKCERequestSession clears the code's challenge.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -41,6 +42,10 @@ type bench struct {
 	// from run to run.
 	refreshMu sync.Mutex
 	refresh   []string
+	// noauth is the auth-off /mcp server, started by its first run;
+	// noauthPprof its pprof address with -profile.
+	noauth      *noauthServer
+	noauthPprof string
 }
 
 const (
@@ -110,7 +115,7 @@ func newBench(ctx context.Context, srv *server, o options) (*bench, error) {
 			b.refresh = append(b.refresh, tok.RefreshToken)
 		}
 	}
-	if err := b.mcpCall(ctx, b.mcpToken); err != nil {
+	if err := b.mcpCall(ctx, b.srv.base, b.mcpToken); err != nil {
 		return nil, fmt.Errorf("/mcp whoami: %w", err)
 	}
 	return b, nil
@@ -124,6 +129,17 @@ type scenario struct {
 	target      target
 	note        string
 	newWorkers  func(ctx context.Context) ([]op, error)
+	// measure, instead of newWorkers, takes one measurement of many
+	// samples (revocation latency): its result has percentiles, no req/s.
+	measure func(ctx context.Context) (result, error)
+	// profiled: -profile profiles this scenario's server: the mcpauth
+	// serve child, or the process profileAt names.
+	profiled  bool
+	profileAt func() procTarget
+	// group: consecutive scenarios of one group run interleaved.
+	group string
+	// tokenTable: repeated after -seed-rows.
+	tokenTable bool
 }
 
 func (b *bench) scenarios() []scenario {
@@ -136,9 +152,9 @@ func (b *bench) scenarios() []scenario {
 			return ws, nil
 		}
 	}
-	return []scenario{
+	list := []scenario{
 		{
-			name: "client_credentials", concurrency: tokenConcurrency,
+			name: "client_credentials", concurrency: tokenConcurrency, tokenTable: true,
 			target: target{MinRPS: 2500, MaxP99: 25 * time.Millisecond, Text: "≥ 2,500 req/s, p99 ≤ 25 ms"},
 			newWorkers: same(tokenConcurrency, func(ctx context.Context) (bool, error) {
 				_, err := b.clientCredentials(ctx)
@@ -146,19 +162,19 @@ func (b *bench) scenarios() []scenario {
 			}),
 		},
 		{
-			name: "authorization_code", concurrency: tokenConcurrency,
+			name: "authorization_code", concurrency: tokenConcurrency, tokenTable: true,
 			target:     target{MinRPS: 1500, Text: "≥ 1,500 req/s"},
 			note:       "PKCE exchange only; codes minted through /authorize before each run",
 			newWorkers: b.exchangeWorkers,
 		},
 		{
-			name: "refresh_token", concurrency: tokenConcurrency,
+			name: "refresh_token", concurrency: tokenConcurrency, tokenTable: true,
 			target:     target{MinRPS: 1500, Text: "≥ 1,500 req/s"},
 			note:       "with rotation: each worker follows its own chain",
 			newWorkers: b.refreshWorkers,
 		},
 		{
-			name: "introspection", concurrency: tokenConcurrency,
+			name: "introspection", concurrency: tokenConcurrency, tokenTable: true,
 			target: target{MinRPS: 8000, Text: "≥ 8,000 req/s"},
 			note:   "a confidential client introspects its own client_credentials token",
 			newWorkers: same(tokenConcurrency, func(ctx context.Context) (bool, error) {
@@ -166,18 +182,73 @@ func (b *bench) scenarios() []scenario {
 			}),
 		},
 		{
-			name: "mcp_whoami", concurrency: mcpConcurrency,
+			name: "mcp_whoami", concurrency: mcpConcurrency, group: "mcp",
 			target: target{MinRPS: 3700, Text: "≥ 3,700 req/s (and ≥ 90 % of auth off)"},
 			note:   "tools/call whoami, full auth + scope + rate limit",
 			newWorkers: same(mcpConcurrency, func(ctx context.Context) (bool, error) {
-				return false, b.mcpCall(ctx, b.mcpToken)
+				return false, b.mcpCall(ctx, b.srv.base, b.mcpToken)
 			}),
 		},
 		{
-			name: "mcp_whoami_noauth", concurrency: mcpConcurrency,
+			name: "mcp_whoami_noauth", concurrency: mcpConcurrency, group: "mcp",
 			target: target{Text: "the baseline for the 90 % above"},
-			note:   "mcpauth serve has no switch to turn auth off",
+			note:   "the same /mcp stack without authentication (mcpauth-bench -serve-noauth)",
+			newWorkers: func(ctx context.Context) ([]op, error) {
+				if err := b.startNoAuth(ctx); err != nil {
+					return nil, err
+				}
+				return same(mcpConcurrency, func(ctx context.Context) (bool, error) {
+					return false, b.mcpCall(ctx, b.noauth.base, "")
+				})(ctx)
+			},
+			profileAt: func() procTarget {
+				return procTarget{pprofBase: "http://" + b.noauthPprof, pid: b.noauth.cmd.Process.Pid}
+			},
 		},
+		{
+			name: "revocation_propagation", concurrency: 1,
+			target:  target{MaxP99: time.Second, Text: "≤ 1 s on every replica (p99)"},
+			note:    "revoke on instance A, poll /mcp on instance B until 401",
+			measure: b.revocationLatency,
+		},
+		{
+			name: "auth_check_cached", concurrency: 2,
+			target:  target{MaxP99: 20 * time.Microsecond, Text: "≤ 20 µs (Go benchmark)"},
+			note:    "go test -bench BenchmarkVerifyAccessTokenCached ./authz (median of 3, ns/op)",
+			measure: b.cachedAuthCheck,
+		},
+	}
+	for i := range list {
+		list[i].profiled = list[i].measure == nil
+	}
+	return list
+}
+
+// startNoAuth starts the auth-off /mcp server once.
+func (b *bench) startNoAuth(ctx context.Context) error {
+	if b.noauth != nil {
+		return nil
+	}
+	if b.opts.profileDir != "" {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		b.noauthPprof = addr
+	}
+	s, err := startNoAuth(ctx, b.noauthPprof)
+	if err != nil {
+		return err
+	}
+	b.noauth = s
+	// The same answer as serve's whoami, or the comparison is not fair.
+	return b.mcpCall(ctx, s.base, "")
+}
+
+// close stops what the scenarios started.
+func (b *bench) close() {
+	if b.noauth != nil {
+		b.noauth.stop()
 	}
 }
 
@@ -332,12 +403,21 @@ func (b *bench) post(ctx context.Context, path string, form url.Values, basic bo
 	return b.do(req, out)
 }
 
-// mcpCall posts a stateless tools/call of whoami with token.
-func (b *bench) mcpCall(ctx context.Context, token string) error {
+// mcpCall posts a stateless tools/call of whoami to base/mcp with token
+// (none: without Authorization). It is an error unless the answer is 200
+// with whoami's structured result.
+func (b *bench) mcpCall(ctx context.Context, base, token string) error {
+	_, err := b.mcpStatus(ctx, base, token, true)
+	return err
+}
+
+// mcpStatus is mcpCall that also returns the status code; with strict, any
+// answer but 200 with whoami's result is an error.
+func (b *bench) mcpStatus(ctx context.Context, base, token string, strict bool) (int, error) {
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.srv.base+"/mcp", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/mcp", strings.NewReader(body))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
@@ -345,7 +425,19 @@ func (b *bench) mcpCall(ctx context.Context, token string) error {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	return b.do(req, nil)
+	resp, err := b.c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if strict && (resp.StatusCode != http.StatusOK || !bytes.Contains(raw, []byte(`"structuredContent":{"client_id":`)) || bytes.Contains(raw, []byte(`"isError":true`))) {
+		return resp.StatusCode, fmt.Errorf("POST /mcp: %s: %.300s", resp.Status, raw)
+	}
+	return resp.StatusCode, nil
 }
 
 func (b *bench) do(req *http.Request, out any) error {

@@ -25,8 +25,10 @@ import (
 
 // throwawayDatabase starts an Ephemeral PostgreSQL cluster in a temporary
 // directory and returns the URL of a migrated database on it, and a
-// function that stops the cluster and removes the directory.
-func throwawayDatabase(ctx context.Context) (string, func(), error) {
+// function that stops the cluster and removes the directory. With
+// statementStats the cluster is restarted once with pg_stat_statements
+// loaded, and the database has the extension (for -profile).
+func throwawayDatabase(ctx context.Context, statementStats bool) (string, func(), error) {
 	dir, err := os.MkdirTemp("", "mcpauth-bench-")
 	if err != nil {
 		return "", nil, err
@@ -42,10 +44,32 @@ func throwawayDatabase(ctx context.Context) (string, func(), error) {
 		c.Stop(sctx)
 		os.RemoveAll(dir)
 	}
+	if statementStats {
+		err := enableStatementStats(ctx, c.URL("postgres"))
+		if err == nil {
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = c.Stop(sctx)
+			cancel()
+		}
+		if err == nil {
+			c, err = pgcluster.Start(ctx, pgcluster.Options{Dir: dir, Ephemeral: true, Port: c.Port()})
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return "", nil, fmt.Errorf("load pg_stat_statements: %w", err)
+		}
+	}
 	conn, err := pgx.Connect(ctx, c.URL("postgres"))
 	if err == nil {
 		_, err = conn.Exec(ctx, "CREATE DATABASE mcpauth_bench")
 		conn.Close(ctx)
+	}
+	if err == nil && statementStats {
+		conn, err = pgx.Connect(ctx, c.URL("mcpauth_bench"))
+		if err == nil {
+			_, err = conn.Exec(ctx, "CREATE EXTENSION pg_stat_statements")
+			conn.Close(ctx)
+		}
 	}
 	if err != nil {
 		stop()
@@ -70,7 +94,8 @@ type server struct {
 const relaxed = "100000000-S"
 
 // startServer migrates databaseURL and starts bin serve on it.
-func startServer(ctx context.Context, bin, databaseURL, registrationToken string) (*server, error) {
+// extraEnv is added to the child's environment (MCPAUTH_DEBUG_PPROF_ADDR).
+func startServer(ctx context.Context, bin, databaseURL, registrationToken string, extraEnv ...string) (*server, error) {
 	if err := migrations.Up(ctx, databaseURL); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
@@ -106,39 +131,70 @@ func startServer(ctx context.Context, bin, databaseURL, registrationToken string
 		"MCPAUTH_RATE_LIMIT_LOGIN_IP="+relaxed,
 		"MCPAUTH_RATE_LIMIT_LOGIN_USER="+relaxed,
 	)
-	s.cmd = exec.Command(bin, "serve")
+	s.env = append(s.env, extraEnv...)
+	if err := s.launch(ctx, s.base); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// launch starts bin serve with s.env and waits until it answers at base.
+func (s *server) launch(ctx context.Context, base string, args ...string) error {
+	s.cmd = exec.Command(s.bin, append([]string{"serve"}, args...)...)
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
 	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return err
 	}
 	s.exited = make(chan error, 1)
 	go func() { s.exited <- s.cmd.Wait() }()
 	deadline := time.After(30 * time.Second)
 	for {
-		resp, err := http.Get(s.base + "/.well-known/oauth-authorization-server")
+		resp, err := http.Get(base + "/.well-known/oauth-authorization-server")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s, nil
+				return nil
 			}
 		}
 		select {
 		case err := <-s.exited:
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("mcpauth serve exited: %v", err)
+			return fmt.Errorf("mcpauth serve exited: %v", err)
 		case <-deadline:
 			s.cmd.Process.Kill()
-			os.RemoveAll(dir)
-			return nil, errors.New("mcpauth serve did not answer within 30s")
+			<-s.exited
+			return errors.New("mcpauth serve did not answer within 30s")
 		case <-ctx.Done():
 			s.cmd.Process.Kill()
-			os.RemoveAll(dir)
-			return nil, ctx.Err()
+			<-s.exited
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// replica starts a second mcpauth serve on the same database, with the
+// same issuer, secret and settings, on another loopback port (without the
+// pprof listener): two replicas behind one name, as DESIGN §7's revocation
+// target has them. Its base is where it listens.
+func (s *server) replica(ctx context.Context) (*server, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	r := &server{bin: s.bin, base: "http://" + addr}
+	for _, kv := range s.env {
+		if strings.HasPrefix(kv, "MCPAUTH_ADDR=") || strings.HasPrefix(kv, "MCPAUTH_DEBUG_PPROF_ADDR=") {
+			continue
+		}
+		r.env = append(r.env, kv)
+	}
+	r.env = append(r.env, "MCPAUTH_ADDR="+addr)
+	if err := r.launch(ctx, r.base, "--no-migrate"); err != nil {
+		return nil, fmt.Errorf("replica: %w", err)
+	}
+	return r, nil
 }
 
 // stop interrupts the server, kills it if it is not gone in 10 seconds,
@@ -151,7 +207,9 @@ func (s *server) stop() {
 		s.cmd.Process.Kill()
 		<-s.exited
 	}
-	os.RemoveAll(s.dir)
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
 }
 
 // addUser creates a user with `mcpauth user add --password-stdin`.

@@ -39,6 +39,10 @@ type Config struct {
 	TrustedProxies  []netip.Prefix
 	LogLevel        slog.Level
 	LogFormat       string // "json" or "text"
+	// PprofAddr, when set, serves net/http/pprof on its own loopback
+	// listener (MCPAUTH_DEBUG_PPROF_ADDR), for profiling under load
+	// (make bench -profile); never on the public listener.
+	PprofAddr string
 
 	RegistrationToken string           // RFC 7591 initial access token; "" = open registration
 	UnusedClientTTL   time.Duration    // registered clients that never obtained a grant are deleted after this
@@ -195,6 +199,7 @@ func (c *Config) load(getenv func(string) string) error {
 		}
 	}
 	str("MCPAUTH_LOG_FORMAT", &c.LogFormat)
+	str("MCPAUTH_DEBUG_PPROF_ADDR", &c.PprofAddr)
 	boolean := func(name string, dst *bool, yes, no string) {
 		switch v := strings.ToLower(getenv(name)); v {
 		case "":
@@ -294,6 +299,13 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, envError("MCPAUTH_ADDR", "want host:port or :port, got %q", c.Addr))
+	}
+	if c.PprofAddr != "" {
+		// The profiles show memory and goroutine stacks: loopback only.
+		host, _, err := net.SplitHostPort(c.PprofAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			errs = append(errs, envError("MCPAUTH_DEBUG_PPROF_ADDR", "want a loopback IP and port such as 127.0.0.1:6060, got %q", c.PprofAddr))
+		}
 	}
 	if c.AccessTokenTTL < time.Minute || c.AccessTokenTTL > 24*time.Hour {
 		errs = append(errs, envError("MCPAUTH_ACCESS_TOKEN_TTL", "must be between 1m and 24h, got %s", c.AccessTokenTTL))
@@ -403,6 +415,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("trusted_proxies", strings.Join(proxies, ",")),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
+		slog.String("debug_pprof_addr", c.PprofAddr),
 		slog.String("config_file", c.ToolsFile),
 		slog.Bool("cimd", c.CIMD),
 		slog.Bool("cimd_allow_private", c.CIMDAllowPrivate),

@@ -50,6 +50,8 @@ func TestServeRefusesUnsafeSettings(t *testing.T) {
 		{"publish ahead below JWKS cache", map[string]string{"MCPAUTH_KEY_PUBLISH_AHEAD": "1m"}, []string{"MCPAUTH_KEY_PUBLISH_AHEAD"}},
 		{"bad proxy", map[string]string{"MCPAUTH_TRUSTED_PROXIES": "10.0.0.0/8, nonsense"}, []string{`MCPAUTH_TRUSTED_PROXIES: "nonsense"`}},
 		{"bad log level", map[string]string{"MCPAUTH_LOG_LEVEL": "loud"}, []string{"MCPAUTH_LOG_LEVEL"}},
+		{"pprof on a public address", map[string]string{"MCPAUTH_DEBUG_PPROF_ADDR": "0.0.0.0:6060"}, []string{"MCPAUTH_DEBUG_PPROF_ADDR: want a loopback IP"}},
+		{"pprof on a host name", map[string]string{"MCPAUTH_DEBUG_PPROF_ADDR": "localhost:6060"}, []string{"MCPAUTH_DEBUG_PPROF_ADDR: want a loopback IP"}},
 		{"secret twice", map[string]string{"MCPAUTH_SECRET_FILE": "/nonexistent"}, []string{"MCPAUTH_SECRET: set either MCPAUTH_SECRET or MCPAUTH_SECRET_FILE"}},
 		{
 			"every problem at once",

@@ -274,6 +274,14 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 		wg.Wait()
 	}()
 
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.InfoContext(ctx, "serving", "issuer", cfg.Issuer, "addr", ln.Addr().String())
