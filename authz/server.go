@@ -133,7 +133,7 @@ func New(cfg Config, db *storage.DB, keys KeySet, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s.limits = newLimits(cfg.RateLimits, cfg.LimiterStore)
-	for _, init := range []func() error{s.initCIMD, s.initSessions, s.initRegistration, s.initOAuth} {
+	for _, init := range []func() error{s.initCIMD, s.initAudit, s.initSessions, s.initRegistration, s.initOAuth} {
 		if err := init(); err != nil {
 			return nil, err
 		}
@@ -161,6 +161,8 @@ func (s *Server) Routes() http.Handler {
 	s.registrationRoutes(r)
 	s.authorizeRoutes(r)
 	s.tokenRoutes(r)
+	s.accountRoutes(r)
+	s.adminRoutes(r)
 	return r
 }
 
