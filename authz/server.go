@@ -6,6 +6,7 @@
 package authz
 
 import (
+	"context"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/ulule/limiter/v3"
 
+	"github.com/mcpauth/mcpauth/authz/keys"
 	"github.com/mcpauth/mcpauth/storage"
 	"github.com/mcpauth/mcpauth/web"
 )
@@ -95,6 +97,11 @@ type KeySet interface {
 	// Verify checks a compact JWS signed by one of the keys, with header
 	// typ, and returns its payload.
 	Verify(token, typ string) ([]byte, error)
+	// List describes every published key, oldest first (the admin console).
+	List() []keys.KeyInfo
+	// Rotate adds a new key that signs after the publish-ahead delay, or at
+	// once when immediate, and returns its kid (the admin console).
+	Rotate(ctx context.Context, immediate bool) (string, error)
 }
 
 // Server is the authorization server.
