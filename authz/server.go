@@ -121,6 +121,8 @@ type Server struct {
 	reg      *registration // dynamic client registration (register.go)
 	oauth    *oauthService // fosite and the token endpoints (provider.go, token.go)
 	cimd     *cimdService  // client ID metadata documents (cimd.go, fetch.go)
+	auditLog *auditLog     // the audit log's writer (audit.go)
+	pats     *patService   // personal access tokens (pat.go)
 }
 
 // New builds the authorization server.
