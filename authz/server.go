@@ -121,6 +121,7 @@ type Server struct {
 	reg      *registration // dynamic client registration (register.go)
 	oauth    *oauthService // fosite and the token endpoints (provider.go, token.go)
 	cimd     *cimdService  // client ID metadata documents (cimd.go, fetch.go)
+	admin    *adminState   // the admin console (admin.go)
 	auditLog *auditLog     // the audit log's writer (audit.go)
 	pats     *patService   // personal access tokens (pat.go)
 }
@@ -142,7 +143,7 @@ func New(cfg Config, db *storage.DB, keys KeySet, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s.limits = newLimits(cfg.RateLimits, cfg.LimiterStore)
-	for _, init := range []func() error{s.initCIMD, s.initAudit, s.initSessions, s.initRegistration, s.initOAuth} {
+	for _, init := range []func() error{s.initCIMD, s.initAudit, s.initSessions, s.initAdmin, s.initRegistration, s.initOAuth} {
 		if err := init(); err != nil {
 			return nil, err
 		}
