@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -168,4 +169,28 @@ func (s *Server) RunAudit(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// clientAuditDetails describes a client for the audit log: its metadata,
+// never a secret or a hash.
+func clientAuditDetails(c *storage.Client) map[string]any {
+	return map[string]any{
+		"client_name":                c.Metadata.ClientName,
+		"source":                     c.Source,
+		"redirect_uris":              c.RedirectURIs,
+		"grant_types":                c.GrantTypes,
+		"scopes":                     c.Scopes,
+		"token_endpoint_auth_method": c.TokenEndpointAuthMethod,
+	}
+}
+
+// requestClientID is the client_id a token-endpoint-style request names (HTTP
+// Basic or the form), for the audit log of a request fosite authenticated.
+func requestClientID(r *http.Request) string {
+	if u, _, ok := r.BasicAuth(); ok {
+		if id, err := url.QueryUnescape(u); err == nil {
+			return id
+		}
+	}
+	return r.PostForm.Get("client_id")
 }

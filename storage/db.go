@@ -40,6 +40,10 @@ var (
 	// the race. The token endpoint must map it to invalid_grant (RFC 6749 §4.1.2:
 	// a code is single-use) and revoke the tokens of the code's request id.
 	ErrCodeUsed = errors.New("authorization code already used")
+	// ErrRefreshTokenReused accompanies fosite.ErrInactiveToken from
+	// GetRefreshTokenSession when the token was rotated before (not merely
+	// revoked): someone presented a spent refresh token (RFC 9700 §4.14.2).
+	ErrRefreshTokenReused = errors.New("refresh token reused")
 )
 
 // DB is mcpauth's PostgreSQL store. It is safe for concurrent use.
