@@ -526,11 +526,14 @@ func (s *Server) handleConsoleGrants(w http.ResponseWriter, r *http.Request, c *
 }
 
 func (s *Server) handleConsoleRevoke(w http.ResponseWriter, r *http.Request, c *adminCaller) error {
-	t := revokeTarget{GrantID: r.PostForm.Get("grant_id"), ClientID: r.PostForm.Get("client_id"), User: r.PostForm.Get("user")}
+	t := revokeTarget{GrantID: r.PostForm.Get("grant_id"), ClientID: r.PostForm.Get("client_id"), User: r.PostForm.Get("user"), Token: r.PostForm.Get("token")}
 	n, err := s.opRevoke(r, c, t)
 	notice := fmt.Sprintf("Revoked %d grants.", n)
-	if t.GrantID != "" {
+	switch {
+	case t.GrantID != "":
 		notice = "Grant revoked: its tokens stop working within a second."
+	case t.Token != "":
+		notice = "Token revoked, with its grant: it stops working within a second."
 	}
 	return s.done(w, r, "/admin/grants", notice, err)
 }

@@ -616,3 +616,51 @@ func TestAdminAPIBodies(t *testing.T) {
 	wantAPI(t, "unknown path", e.api(nil, "GET", "/nothing", admin, "", nil), http.StatusNotFound, "not_found")
 	wantAPI(t, "wrong method", e.api(nil, "PUT", "/users", admin, "", nil), http.StatusMethodNotAllowed, "invalid_request")
 }
+
+// TestAdminAPIRevokeToken: one token is revoked by itself: an access or a
+// refresh token ends its grant (not the user's others); a personal access
+// token ends only itself. The token never reaches the audit log.
+func TestAdminAPIRevokeToken(t *testing.T) {
+	e := adminSetup(t)
+	admin := e.serviceToken("automation", true, "admin")
+	byAccess := e.userTokens("bob", "app", "mcp")
+	byRefresh := e.userTokens("bob", "app", "mcp")
+	kept := e.userTokens("bob", "app", "mcp")
+	pat, _, err := e.s.CreatePersonalAccessToken(t.Context(), PATRequest{UserID: e.user("bob").ID, Name: "ci", Scopes: []string{"mcp"}, TTL: time.Hour, CreatedBy: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	body := func(tok string) string { b, _ := json.Marshal(map[string]string{"token": tok}); return string(b) }
+	wantAPI(t, "by access token", e.api(nil, "POST", "/grants/revoke", admin, body(byAccess.access), nil), http.StatusOK, "")
+	if !e.refused(byAccess.access) || e.refreshes(byAccess) {
+		t.Errorf("the grant of the access token still works")
+	}
+	wantAPI(t, "by refresh token", e.api(nil, "POST", "/grants/revoke", admin, body(byRefresh.refresh), nil), http.StatusOK, "")
+	if !e.refused(byRefresh.access) || e.refreshes(byRefresh) {
+		t.Errorf("the grant of the refresh token still works")
+	}
+	wantAPI(t, "by personal access token", e.api(nil, "POST", "/grants/revoke", admin, body(pat), nil), http.StatusOK, "")
+	if !e.refused(pat) {
+		t.Errorf("the personal access token still works")
+	}
+	if !e.works(kept.access) || !e.refreshes(kept) {
+		t.Errorf("another grant of the same user and client stopped working")
+	}
+	wantAPI(t, "unknown refresh token", e.api(nil, "POST", "/grants/revoke", admin, body("ory_rt_x.y"), nil), http.StatusNotFound, "not_found")
+	wantAPI(t, "forged JWT", e.api(nil, "POST", "/grants/revoke", admin, body("a.b.c"), nil), http.StatusNotFound, "not_found")
+	wantAPI(t, "unknown PAT", e.api(nil, "POST", "/grants/revoke", admin, body(PATPrefix+"nope"), nil), http.StatusNotFound, "not_found")
+
+	evs, err := e.s.db.ListAuditEvents(t.Context(), storage.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		b, _ := json.Marshal(ev)
+		for _, tok := range []string{byAccess.access, byRefresh.refresh, pat} {
+			if strings.Contains(string(b), tok) {
+				t.Errorf("the audit log holds a token: %s", b)
+			}
+		}
+	}
+}

@@ -2,6 +2,8 @@ package authz
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -227,7 +229,8 @@ func (s *Server) opSetUserAdmin(r *http.Request, c *adminCaller, u *storage.User
 type revokeTarget struct {
 	GrantID  string `json:"grant_id,omitempty"`
 	ClientID string `json:"client_id,omitempty"`
-	User     string `json:"user,omitempty"` // a user name or id
+	User     string `json:"user,omitempty"`  // a user name or id
+	Token    string `json:"token,omitempty"` // an access, refresh or personal access token
 }
 
 // opRevoke revokes one grant, every grant of a client or every grant of a
@@ -236,15 +239,17 @@ type revokeTarget struct {
 func (s *Server) opRevoke(r *http.Request, c *adminCaller, t revokeTarget) (int, error) {
 	ctx := r.Context()
 	given := 0
-	for _, v := range []string{t.GrantID, t.ClientID, t.User} {
+	for _, v := range []string{t.GrantID, t.ClientID, t.User, t.Token} {
 		if v != "" {
 			given++
 		}
 	}
 	if given != 1 {
-		return 0, badRequest("name exactly one of grant_id, client_id or user")
+		return 0, badRequest("name exactly one of grant_id, client_id, user or token")
 	}
 	switch {
+	case t.Token != "":
+		return s.opRevokeToken(r, c, strings.TrimSpace(t.Token))
 	case t.GrantID != "":
 		if err := checkAdminArg("grant_id", t.GrantID); err != nil {
 			return 0, err
@@ -280,6 +285,69 @@ func (s *Server) opRevoke(r *http.Request, c *adminCaller, t revokeTarget) (int,
 		s.adminAudit(r, c, storage.AuditEvent{Event: storage.EventGrantRevoked, Subject: u.Username, Details: map[string]any{"user_id": u.ID, "revoked": n}})
 		return n, nil
 	}
+}
+
+// opRevokeToken revokes one token: a personal access token itself, or the
+// grant of an access token (a JWT this server signed, even expired) or of
+// a refresh token, with everything of that grant. The token is never
+// logged or audited.
+func (s *Server) opRevokeToken(r *http.Request, c *adminCaller, tok string) (int, error) {
+	ctx := r.Context()
+	if len(tok) > maxAccessTokenLen || strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return 0, badRequest("token: not a token of this server")
+	}
+	noToken := notFound("no such token: not a live access, refresh or personal access token of this server")
+	if strings.HasPrefix(tok, PATPrefix) {
+		h := sha256.Sum256([]byte(tok))
+		p, err := s.db.PersonalAccessTokenByHash(ctx, h[:])
+		if errors.Is(err, storage.ErrNotFound) {
+			return 0, noToken
+		} else if err != nil {
+			return 0, err
+		}
+		if err := s.db.RevokePersonalAccessToken(ctx, p.ID, ""); err != nil {
+			return 0, err
+		}
+		s.adminAudit(r, c, storage.AuditEvent{Event: storage.EventPATRevoked, Subject: p.Username, Details: map[string]any{"token_id": p.ID}})
+		return 1, nil
+	}
+	var grantID, via string
+	if strings.Count(tok, ".") == 2 {
+		// An access token: a JWT signed by one of our keys names its grant.
+		payload, err := s.keys.Verify(tok, "at+jwt")
+		if err != nil {
+			return 0, noToken
+		}
+		var claims struct {
+			GrantID string `json:"grant_id"`
+		}
+		if json.Unmarshal(payload, &claims) != nil || claims.GrantID == "" {
+			return 0, noToken
+		}
+		grantID, via = claims.GrantID, "access_token"
+	} else {
+		// A refresh token: fosite's "key.signature", stored by the
+		// signature's hash.
+		i := strings.LastIndexByte(tok, '.')
+		if i < 0 || i == len(tok)-1 {
+			return 0, noToken
+		}
+		id, err := s.db.GrantOfToken(ctx, tok[i+1:])
+		if errors.Is(err, storage.ErrNotFound) {
+			return 0, noToken
+		} else if err != nil {
+			return 0, err
+		}
+		grantID, via = id, "refresh_token"
+	}
+	switch err := s.db.RevokeGrant(ctx, grantID); {
+	case errors.Is(err, storage.ErrNotFound):
+		return 0, noToken
+	case err != nil:
+		return 0, err
+	}
+	s.adminAudit(r, c, storage.AuditEvent{Event: storage.EventGrantRevoked, Details: map[string]any{"grant_id": grantID, "revoked": 1, "via": via}})
+	return 1, nil
 }
 
 // grantView is a live grant with its client's and user's names.
