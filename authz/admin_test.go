@@ -5,11 +5,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/mcpauth/mcpauth/storage"
 )
@@ -662,5 +665,36 @@ func TestAdminAPIRevokeToken(t *testing.T) {
 				t.Errorf("the audit log holds a token: %s", b)
 			}
 		}
+	}
+}
+
+// TestAdminAPIDocumented: docs/admin-api.md and docs/admin-api.yaml name
+// every operation of the admin API (path parameters compared by position).
+func TestAdminAPIDocumented(t *testing.T) {
+	md, err := os.ReadFile("../docs/admin-api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yml, err := os.ReadFile("../docs/admin-api.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	param := regexp.MustCompile(`\{[a-z_]+\}`)
+	norm := func(s string) string { return param.ReplaceAllString(s, "{}") }
+	mdText, ymlText := norm(string(md)), norm(string(yml))
+	r := chi.NewRouter()
+	(&Server{}).adminAPIRoutes(r)
+	err = chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		op := method + " " + norm(route)
+		if !strings.Contains(mdText, "`"+op) {
+			t.Errorf("docs/admin-api.md does not document %s", op)
+		}
+		if !strings.Contains(ymlText, "\n  "+norm(route)+":") {
+			t.Errorf("docs/admin-api.yaml does not document %s", route)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
