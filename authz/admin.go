@@ -583,6 +583,11 @@ func (s *Server) handleConsoleRotatePage(w http.ResponseWriter, r *http.Request,
 }
 
 func (s *Server) handleConsoleRotate(w http.ResponseWriter, r *http.Request, c *adminCaller) error {
+	if r.PostForm.Get("confirm") != "yes" {
+		// Only the confirmation page's form says yes.
+		seeOther(w, "/admin/keys/rotate")
+		return nil
+	}
 	kid, err := s.opRotateKey(r, c, formBool(r, "immediate"))
 	return s.done(w, r, "/admin/keys", "New signing key "+kid+" published.", err)
 }

@@ -206,7 +206,10 @@ func TestAdminConsoleActions(t *testing.T) {
 		t.Errorf("client other not deleted")
 	}
 
-	// Rotate the signing key.
+	// Rotate the signing key, after the confirmation.
+	if r := e.consolePost(admin, "/admin/keys/rotate", nil); r.Header.Get("Location") != "/admin/keys/rotate" || len(e.s.keys.List()) != 1 {
+		t.Errorf("rotate without confirmation: %s %q, %d keys", r.Status, r.Header.Get("Location"), len(e.s.keys.List()))
+	}
 	page = e.follow(admin, e.consolePost(admin, "/admin/keys/rotate", url.Values{"confirm": {"yes"}}))
 	if !strings.Contains(page.body, "New signing key") || len(e.s.keys.List()) != 2 {
 		t.Errorf("rotate:\n%s", page.body)
