@@ -73,6 +73,7 @@ type PATRequest struct {
 	Scopes    []string      // among PATScopes(owner); at least one
 	TTL       time.Duration // MinPATTTL to MaxPATTTL
 	CreatedBy string        // who asked: the user's name, an administrator's, "cli"
+	ClientIP  string        // where the request came from, for the audit log; "" for the CLI
 }
 
 // ErrPATRequest wraps every refusal of a PATRequest; the text after it is
@@ -162,7 +163,7 @@ func (s *Server) CreatePersonalAccessToken(ctx context.Context, req PATRequest) 
 	if err := s.db.CreatePersonalAccessToken(ctx, pat, hash[:]); err != nil {
 		return "", nil, err
 	}
-	s.recordAudit(ctx, storage.AuditEvent{Event: storage.EventPATCreated, Actor: req.CreatedBy, Subject: user.Username,
+	s.recordAudit(ctx, storage.AuditEvent{Event: storage.EventPATCreated, Actor: req.CreatedBy, Subject: user.Username, ClientIP: req.ClientIP,
 		Details: map[string]any{"pat_id": pat.ID, "name": pat.Name, "scopes": pat.Scopes, "expires_at": pat.ExpiresAt}})
 	return token, pat, nil
 }
