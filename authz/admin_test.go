@@ -307,6 +307,8 @@ func TestAdminAPIUsers(t *testing.T) {
 	wantAPI(t, "two values", e.api(nil, "POST", "/users", admin, `{"username":"dave"} {}`, nil), http.StatusBadRequest, "invalid_request")
 	wantAPI(t, "get", e.api(nil, "GET", "/users/carol", admin, "", nil), http.StatusOK, "")
 	wantAPI(t, "get unknown", e.api(nil, "GET", "/users/nobody", admin, "", nil), http.StatusNotFound, "not_found")
+	wantAPI(t, "create a name with @", e.api(nil, "POST", "/users", admin, `{"username":"svc@ops"}`, nil), http.StatusCreated, "")
+	wantAPI(t, "get a percent-encoded name", e.api(nil, "GET", "/users/svc%40ops", admin, "", nil), http.StatusOK, "")
 
 	// Disabling ends carol's grants; enabling revives none.
 	carol := e.userTokens("carol", "app", "mcp")

@@ -247,12 +247,16 @@ func (s *Server) handleAPIClients(w http.ResponseWriter, r *http.Request, c *adm
 
 // clientParam is the {id} of the path, percent-decoded: a client id that
 // is a URL (a metadata document's) is sent percent-encoded, slashes too.
-func clientParam(r *http.Request) string {
-	id, err := url.PathUnescape(chi.URLParam(r, "id"))
+func clientParam(r *http.Request) string { return pathParam(r, "id") }
+
+// pathParam is a path parameter, percent-decoded (chi matches the raw path,
+// so that an encoded "/" stays inside one parameter); "" if malformed.
+func pathParam(r *http.Request, name string) string {
+	v, err := url.PathUnescape(chi.URLParam(r, name))
 	if err != nil {
 		return ""
 	}
-	return id
+	return v
 }
 
 func (s *Server) handleAPIClient(w http.ResponseWriter, r *http.Request, c *adminCaller) error {
@@ -331,7 +335,7 @@ func (s *Server) handleAPIUsers(w http.ResponseWriter, r *http.Request, c *admin
 }
 
 func (s *Server) handleAPIUser(w http.ResponseWriter, r *http.Request, c *adminCaller) error {
-	u, err := s.lookupUser(r.Context(), chi.URLParam(r, "name"))
+	u, err := s.lookupUser(r.Context(), pathParam(r, "name"))
 	if err != nil {
 		return err
 	}
@@ -361,7 +365,7 @@ func (s *Server) apiUser(w http.ResponseWriter, r *http.Request, in any) (*stora
 	if err := decodeJSON(w, r, in); err != nil {
 		return nil, err
 	}
-	return s.lookupUser(r.Context(), chi.URLParam(r, "name"))
+	return s.lookupUser(r.Context(), pathParam(r, "name"))
 }
 
 func (s *Server) handleAPIUserDisable(w http.ResponseWriter, r *http.Request, c *adminCaller) error {
