@@ -58,8 +58,11 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		// RFC 7009 §2.2: the same answer whether the token existed or not;
 		// the log records the request the authenticated client made.
 		id := requestClientID(r)
-		s.audit(r, storage.AuditEvent{Event: storage.EventTokenRevoked, Actor: "client:" + id, ClientID: id,
-			Details: map[string]any{"token_type_hint": r.PostForm.Get("token_type_hint")}})
+		e := storage.AuditEvent{Event: storage.EventTokenRevoked, Actor: "client:" + id, ClientID: id}
+		if hint := r.PostForm.Get("token_type_hint"); hint == "access_token" || hint == "refresh_token" {
+			e.Details = map[string]any{"token_type_hint": hint}
+		}
+		s.audit(r, e)
 	case errors.Is(err, fosite.ErrUnauthorizedClient):
 		// The token belongs to another client: nothing is revoked, and the
 		// answer must not tell whether the token exists.

@@ -1,10 +1,12 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -78,7 +80,23 @@ const (
 	MaxAuditLimit     = 1000
 )
 
-// InsertAuditEvents writes events in one round trip (COPY). An event whose
+// maxAuditText bounds each text column of an event, in bytes.
+const maxAuditText = 1000
+
+// auditText makes s storable in a text column whatever a client sent: valid
+// UTF-8, no NUL (PostgreSQL refuses both, and one bad event would fail its
+// whole batch), at most maxAuditText bytes.
+func auditText(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	if len(s) > maxAuditText {
+		s = strings.ToValidUTF8(s[:maxAuditText], "")
+	}
+	return s
+}
+
+// InsertAuditEvents writes events in one round trip (COPY). Text is made
+// storable (see auditText; in Details, a NUL becomes U+FFFD). An event whose
 // ClientIP is not an IP address is stored without one.
 func (db *DB) InsertAuditEvents(ctx context.Context, events []AuditEvent) error {
 	if len(events) == 0 {
@@ -93,18 +111,19 @@ func (db *DB) InsertAuditEvents(ctx context.Context, events []AuditEvent) error 
 		}
 		details := []byte("{}")
 		if len(e.Details) > 0 {
-			b, err := json.Marshal(e.Details)
+			b, err := json.Marshal(e.Details) // invalid UTF-8 becomes U+FFFD
 			if err != nil {
 				return fmt.Errorf("insert audit events: encode details of %q: %w", e.Event, err)
 			}
-			details = b
+			// jsonb refuses \u0000.
+			details = bytes.ReplaceAll(b, []byte(`\u0000`), []byte(`\ufffd`))
 		}
 		at := e.At
 		if at.IsZero() {
 			at = time.Now()
 		}
-		rows = append(rows, []any{at, e.Event, nullString(e.Actor), nullString(e.Subject),
-			nullString(e.ClientID), ip, details})
+		rows = append(rows, []any{at, auditText(e.Event), nullString(auditText(e.Actor)), nullString(auditText(e.Subject)),
+			nullString(auditText(e.ClientID)), ip, details})
 	}
 	_, err := db.q(ctx).CopyFrom(ctx, pgx.Identifier{"audit_events"},
 		[]string{"at", "event", "actor", "subject", "client_id", "client_ip", "details"},

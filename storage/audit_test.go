@@ -1,8 +1,10 @@
 package storage_test
 
 import (
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -122,5 +124,31 @@ func TestAuditRetentionInCleanup(t *testing.T) {
 	}
 	if got := countRows(t, db, "audit_events", ""); got != 1 {
 		t.Errorf("%d events left after cleanup with a 24h retention, want 1", got)
+	}
+}
+
+// TestAuditEventsHostileText: a NUL or invalid UTF-8 from a client does not
+// fail the batch it is in; overlong text is cut.
+func TestAuditEventsHostileText(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := t.Context()
+	err := db.InsertAuditEvents(ctx, []storage.AuditEvent{
+		{Event: storage.EventTokenRevoked, Actor: "client:a\x00b\xff", Subject: strings.Repeat("é", 1000),
+			Details: map[string]any{"token_type_hint": "x\x00y\xfe"}},
+		{Event: storage.EventLoginSuccess, Actor: "fine"},
+	})
+	if err != nil {
+		t.Fatalf("InsertAuditEvents: %v", err)
+	}
+	ev, err := db.ListAuditEvents(ctx, storage.AuditFilter{})
+	if err != nil || len(ev) != 2 {
+		t.Fatalf("events = %d, %v; want 2", len(ev), err)
+	}
+	bad := ev[1]
+	if bad.Actor != "client:a\uFFFDb\uFFFD" || bad.Details["token_type_hint"] != "x\uFFFDy\uFFFD" {
+		t.Errorf("stored %q, %q", bad.Actor, bad.Details["token_type_hint"])
+	}
+	if len(bad.Subject) > 1000 || !utf8.ValidString(bad.Subject) {
+		t.Errorf("subject of %d bytes, valid UTF-8 %t", len(bad.Subject), utf8.ValidString(bad.Subject))
 	}
 }
