@@ -141,6 +141,10 @@ func TestAccountTokens(t *testing.T) {
 	if !e.refused(token) {
 		t.Errorf("the revoked token still works after 1 s")
 	}
+	created, err := e.s.db.ListAuditEvents(t.Context(), storage.AuditFilter{Event: storage.EventPATCreated, User: "bob"})
+	if err != nil || len(created) == 0 || created[0].ClientIP != "127.0.0.1" {
+		t.Errorf("pat.created events: %+v, %v; want one from 127.0.0.1", created, err)
+	}
 	if !e.auditHas(storage.EventPATRevoked, "bob") || !e.auditHas(storage.EventPATCreated, "bob") {
 		t.Errorf("pat.created or pat.revoked not audited with bob as actor")
 	}

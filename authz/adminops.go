@@ -677,6 +677,7 @@ func auditFilterOf(q url.Values) (storage.AuditFilter, error) {
 // CreatePersonalAccessToken validates the name, scopes and lifetime and
 // records pat.created with req.CreatedBy as actor.
 func (s *Server) opCreatePAT(r *http.Request, req PATRequest) (string, *storage.PersonalAccessToken, error) {
+	req.ClientIP = clientIP(r)
 	token, pat, err := s.CreatePersonalAccessToken(r.Context(), req)
 	switch {
 	case errors.Is(err, ErrPATRequest):
