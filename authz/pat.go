@@ -87,10 +87,20 @@ type patService struct {
 	touched map[string]int64
 	// touches are the last-use writes in flight; RunAudit waits for them.
 	touches sync.WaitGroup
+	// refused remembers well-formed tokens found revoked, of a disabled
+	// user, or gone: each of those is final (a revoked token stays revoked,
+	// disabling a user revokes their tokens, only expired tokens are
+	// deleted), so presenting one again costs no query.
+	refusedMu sync.Mutex
+	refused   map[[sha256.Size]byte]error
 }
 
+// patRefusedMax bounds patService.refused.
+const patRefusedMax = 10_000
+
 func (s *Server) initPATs() error {
-	s.pats = &patService{key: s.subkey("personal access token tag", 32), touched: map[string]int64{}}
+	s.pats = &patService{key: s.subkey("personal access token tag", 32), touched: map[string]int64{},
+		refused: map[[sha256.Size]byte]error{}}
 	return nil
 }
 
@@ -210,16 +220,33 @@ func (s *Server) verifyPAT(ctx context.Context, token string) (*oauth.TokenInfo,
 		return nil, errPATUnknown
 	}
 	hash := sha256.Sum256([]byte(token))
+	ps := s.pats
+	ps.refusedMu.Lock()
+	err, known := ps.refused[hash]
+	ps.refusedMu.Unlock()
+	if known {
+		return nil, err
+	}
 	p, err := s.db.PersonalAccessTokenByHash(ctx, hash[:])
+	var final error
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return nil, errPATUnknown
+		final = errPATUnknown
 	case err != nil:
 		return nil, fmt.Errorf("look up personal access token: %w", err)
 	case p.RevokedAt != nil:
-		return nil, errPATRevoked
+		final = errPATRevoked
 	case p.UserDisabled:
-		return nil, errPATDisabled
+		final = errPATDisabled
+	}
+	if final != nil {
+		ps.refusedMu.Lock()
+		if len(ps.refused) >= patRefusedMax {
+			clear(ps.refused)
+		}
+		ps.refused[hash] = final
+		ps.refusedMu.Unlock()
+		return nil, final
 	}
 	// RFC 8707: a token is bound to its audience; ours is the MCP endpoint.
 	if res, err := oauth.CanonicalResource(p.Audience); err != nil || res != s.oauth.verify.resource {
