@@ -97,7 +97,7 @@ func (s *Server) takeFlash(w http.ResponseWriter, r *http.Request) *flash {
 		return nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(payload)
-	if err != nil || len(b) < 2 {
+	if err != nil || len(b) < 1 {
 		return nil
 	}
 	return &flash{Error: b[0] == 'e', Text: string(b[1:])}

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -262,4 +263,54 @@ func (e *adminEnv) signedIn(user string) *http.Client {
 		e.t.Fatalf("login %s: %s\n%s", user, r.Status, r.body)
 	}
 	return c
+}
+
+// TestAdminReturnTo: a console form comes back only to a console page.
+func TestAdminReturnTo(t *testing.T) {
+	for raw, want := range map[string]string{
+		"/admin/client?id=a":    "/admin/client?id=a",
+		"/admin/grants?user=b":  "/admin/grants?user=b",
+		"":                      "/fb",
+		"/account":              "/fb",
+		"/admin":                "/fb",
+		"/admin/api/v1/users":   "/fb",
+		"//evil.example/admin/": "/fb",
+		"/\\evil.example":       "/fb",
+		"https://evil/admin/x":  "/fb",
+		"/admin/\tx":            "/fb",
+	} {
+		if got := adminReturnTo(raw, "/fb"); got != want {
+			t.Errorf("adminReturnTo(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// FuzzFlash: a flash message survives its cookie unchanged, and a cookie
+// value the server did not make never shows a message.
+func FuzzFlash(f *testing.F) {
+	s := &Server{sessions: &sessions{}, admin: &adminState{flashCookie: "mcpauth_flash", flashKey: []byte("0123456789abcdef0123456789abcdef")}}
+	f.Add("Grant revoked.", "bkhhY2tlZA.AAAA")
+	f.Add("", "")
+	f.Add("<b>x</b>\x00é", "x.y.z")
+	f.Fuzz(func(t *testing.T, text, forged string) {
+		rec := httptest.NewRecorder()
+		s.setFlash(rec, true, text)
+		r := httptest.NewRequest("GET", "/admin/users", nil)
+		for _, c := range rec.Result().Cookies() {
+			r.AddCookie(c)
+		}
+		got := s.takeFlash(httptest.NewRecorder(), r)
+		want := text
+		if len(want) > maxFlash {
+			want = want[:maxFlash]
+		}
+		if got == nil || !got.Error || got.Text != want {
+			t.Fatalf("round trip of %q: %+v", text, got)
+		}
+		r = httptest.NewRequest("GET", "/admin/users", nil)
+		r.AddCookie(&http.Cookie{Name: "mcpauth_flash", Value: forged})
+		if got := s.takeFlash(httptest.NewRecorder(), r); got != nil {
+			t.Fatalf("forged cookie %q shows %+v", forged, got)
+		}
+	})
 }
