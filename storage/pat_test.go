@@ -126,6 +126,16 @@ func TestPersonalAccessTokens(t *testing.T) {
 		t.Error("RevokedAt not set")
 	}
 
+	// Revoking everything of a user counts their tokens with their grants.
+	carol := userCreate(t, db, "carol", false)
+	pc := patCreate(t, db, carol, "c", "mcpat_carol", time.Hour)
+	if n, err := db.RevokeUserGrants(ctx, carol.ID); err != nil || n != 1 {
+		t.Errorf("RevokeUserGrants(carol) = %d, %v; want 1 (her token)", n, err)
+	}
+	if got := revokeNext(t, l); got != pc.ID {
+		t.Errorf("notified %q, want carol's token %q", got, pc.ID)
+	}
+
 	// Disabling a user revokes their tokens.
 	if err := db.SetUserDisabled(ctx, bob.ID, true); err != nil {
 		t.Fatal(err)
