@@ -273,5 +273,9 @@ func createFirstAdmin(ctx context.Context, db *storage.DB) (username, password s
 		}
 		return "", "", false, err
 	}
+	if err := db.InsertAuditEvents(ctx, []storage.AuditEvent{{Event: storage.EventUserCreated, Actor: "system",
+		Subject: "admin", Details: map[string]any{"admin": true, "first_user": true}}}); err != nil {
+		return "", "", false, fmt.Errorf("first administrator: audit: %w", err)
+	}
 	return "admin", password, true, nil
 }
