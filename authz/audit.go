@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/ory/fosite"
+
 	"github.com/mcpauth/mcpauth/storage"
 )
 
@@ -67,6 +70,9 @@ func (s *Server) audit(r *http.Request, e storage.AuditEvent) {
 func (s *Server) recordAudit(ctx context.Context, e storage.AuditEvent) {
 	if s.db == nil {
 		return
+	}
+	if e.ClientIP == "" {
+		e.ClientIP = middleware.GetClientIP(ctx) // set by cmd/mcpauth's router
 	}
 	if e.At.IsZero() {
 		e.At = s.cfg.Now()
@@ -193,4 +199,16 @@ func requestClientID(r *http.Request) string {
 		}
 	}
 	return r.PostForm.Get("client_id")
+}
+
+// auditCodeReuse records that the used authorization code of req was
+// presented again.
+func (s *Server) auditCodeReuse(ctx context.Context, req fosite.Requester) {
+	e := storage.AuditEvent{Event: storage.EventTokenReuseDetected,
+		Details: map[string]any{"token": "authorization_code", "grant_id": req.GetID()}}
+	if c := req.GetClient(); c != nil {
+		e.ClientID = c.GetID()
+		e.Actor = "client:" + e.ClientID
+	}
+	s.recordAudit(ctx, e)
 }

@@ -204,3 +204,22 @@ func TestAuditWriter(t *testing.T) {
 		t.Errorf("late event: %+v", ev)
 	}
 }
+
+// TestAuditCodeReuse: a used authorization code presented again is recorded
+// (and its grant revoked).
+func TestAuditCodeReuse(t *testing.T) {
+	e := newTokEnv(t, nil)
+	secret := e.client(tokClient{id: "web", confidential: true})
+	code := e.authorize("web", []string{"mcp"}, nil)
+	first := e.exchange("web", secret, code, nil)
+	if first.status != http.StatusOK {
+		t.Fatalf("exchange: %s", first.raw)
+	}
+	wantError(t, e.exchange("web", secret, code, nil), http.StatusBadRequest, "invalid_grant")
+	ev := auditOne(t, e.s, storage.EventTokenReuseDetected, 1)
+	issued := auditOne(t, e.s, storage.EventTokenIssued, 1)
+	if ev.ClientID != "web" || ev.Details["token"] != "authorization_code" || ev.Details["grant_id"] != issued.Details["grant_id"] {
+		t.Errorf("token.reuse_detected = %+v (issued %+v)", ev, issued)
+	}
+	auditNoSecret(t, e.s.db, code)
+}

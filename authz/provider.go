@@ -253,6 +253,17 @@ func (s *Server) metadataDocumentClientID(id string) bool {
 // verifier, and a stored challenge is never dropped.
 func (st *fositeStore) DeletePKCERequestSession(context.Context, string) error { return nil }
 
+// GetAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. A used
+// code presented again (fosite then revokes its grant, RFC 6749 §4.1.2) is
+// recorded in the audit log.
+func (st *fositeStore) GetAuthorizeCodeSession(ctx context.Context, code string, session fosite.Session) (fosite.Requester, error) {
+	req, err := st.DB.GetAuthorizeCodeSession(ctx, code, session)
+	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) && req != nil {
+		st.server.auditCodeReuse(ctx, req)
+	}
+	return req, err
+}
+
 // GetRefreshTokenSession implements oauth2.RefreshTokenStorage: a rotated
 // refresh token still works for refreshGrace if it is its grant's
 // immediately previous one (a client retrying after a lost response); any

@@ -205,13 +205,11 @@ func (s *Server) tokenError(ctx context.Context, w http.ResponseWriter, r *http.
 	if errors.Is(err, storage.ErrCodeUsed) || errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 		if ar != nil && ar.GetID() != "" {
 			s.revokeGrant(ctx, ar.GetID())
-			e := storage.AuditEvent{Event: storage.EventTokenReuseDetected,
-				Details: map[string]any{"token": "authorization_code", "grant_id": ar.GetID()}}
-			if ar.GetClient() != nil {
-				e.ClientID = ar.GetClient().GetID()
-				e.Actor = "client:" + e.ClientID
+			if !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+				// Lost the conditional invalidation; a reread of the
+				// invalidated code is recorded by GetAuthorizeCodeSession.
+				s.auditCodeReuse(ctx, ar)
 			}
-			s.audit(r, e)
 		}
 		return &oauth.Error{Code: oauth.InvalidGrant, Description: "the authorization code has already been used", Err: err}
 	}
