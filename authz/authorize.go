@@ -170,6 +170,8 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			fail(err)
 			return
 		}
+		s.audit(r, storage.AuditEvent{Event: storage.EventConsentGranted, Actor: user.Username, Subject: user.Username,
+			ClientID: client.ID, Details: map[string]any{"scopes": granted, "client_name": client.Metadata.ClientName}})
 		s.grant(w, r, ctx, ar, user, bs.CreatedAt, granted, aud)
 		return
 	}

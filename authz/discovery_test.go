@@ -2,6 +2,7 @@ package authz
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mcpauth/mcpauth/authz/keys"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -26,6 +29,12 @@ func (f fakeKeys) Sign(string, any) (string, error) { return "", errors.New("fak
 
 func (f fakeKeys) Verify(string, string) ([]byte, error) {
 	return nil, errors.New("fakeKeys cannot verify")
+}
+
+func (f fakeKeys) List() []keys.KeyInfo { return nil }
+
+func (f fakeKeys) Rotate(context.Context, bool) (string, error) {
+	return "", errors.New("fakeKeys cannot rotate")
 }
 
 func newTestServer(t *testing.T, issuer string) (*Server, *httptest.Server) {

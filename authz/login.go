@@ -172,6 +172,8 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.InfoContext(ctx, "user signed in", "user_id", user.ID, "client_ip", clientIP(r))
+	s.audit(r, storage.AuditEvent{Event: storage.EventLoginSuccess, Actor: user.Username, Subject: user.Username,
+		Details: map[string]any{"user_id": user.ID}})
 	seeOther(w, p.ReturnTo)
 }
 
@@ -205,12 +207,15 @@ func (s *Server) authenticate(r *http.Request, username, password string) (*stor
 		return nil, false, nil
 	case user == nil:
 		s.log.InfoContext(ctx, "login failed", "reason", "unknown user", "client_ip", clientIP(r))
+		s.auditLoginFailure(r, username, nil, "unknown user")
 		return nil, false, nil
 	case !match:
 		s.log.InfoContext(ctx, "login failed", "reason", "wrong password", "user_id", user.ID, "client_ip", clientIP(r))
+		s.auditLoginFailure(r, username, user, "wrong password")
 		return nil, false, nil
 	case user.DisabledAt != nil:
 		s.log.InfoContext(ctx, "login failed", "reason", "user disabled", "user_id", user.ID, "client_ip", clientIP(r))
+		s.auditLoginFailure(r, username, user, "user disabled")
 		return nil, false, nil
 	}
 	if passwordNeedsRehash(user.PasswordHash) {
@@ -281,4 +286,19 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	seeOther(w, "/login?signed_out=1")
+}
+
+// auditLoginFailure records a failed sign-in. The name typed is recorded
+// only when it is a valid user name (people type passwords into the name
+// field too); never the password.
+func (s *Server) auditLoginFailure(r *http.Request, typed string, user *storage.User, reason string) {
+	e := storage.AuditEvent{Event: storage.EventLoginFailure, Details: map[string]any{"reason": reason}}
+	switch {
+	case user != nil:
+		e.Subject = user.Username
+		e.Details["user_id"] = user.ID
+	case ValidateUsername(typed) == nil:
+		e.Subject = typed
+	}
+	s.audit(r, e)
 }

@@ -269,7 +269,13 @@ func (st *fositeStore) GetAuthorizeCodeSession(ctx context.Context, signature st
 	if gs, ok := session.(*grantSession); ok {
 		gs.codeRead = &codeRead{sig: signature, code: code}
 	}
-	return code.CodeSession(session)
+	req, err := code.CodeSession(session)
+	// A used code presented again (fosite then revokes its grant, RFC 6749
+	// §4.1.2) is recorded in the audit log.
+	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) && req != nil {
+		st.server.auditCodeReuse(ctx, req)
+	}
+	return req, err
 }
 
 // GetPKCERequestSession implements pkce.PKCERequestStorage: from the row

@@ -141,6 +141,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.InfoContext(ctx, "client registered", "client", c, "client_name", c.Metadata.ClientName,
 		"application_type", c.Metadata.ApplicationType, "client_ip", clientIP(r))
+	s.audit(r, storage.AuditEvent{Event: storage.EventClientRegistered, Actor: "client:" + c.ID, ClientID: c.ID,
+		Details: clientAuditDetails(c)})
 	return s.writeClientInformation(w, http.StatusCreated, c, secret, regToken)
 }
 
@@ -208,6 +210,8 @@ func (s *Server) handleClientUpdate(w http.ResponseWriter, r *http.Request) erro
 		return fmt.Errorf("update registered client: %w", err)
 	}
 	s.log.InfoContext(ctx, "registered client updated", "client", c)
+	s.audit(r, storage.AuditEvent{Event: storage.EventClientUpdated, Actor: "client:" + c.ID, ClientID: c.ID,
+		Details: clientAuditDetails(c)})
 	return s.writeClientInformation(w, http.StatusOK, c, secret, regToken)
 }
 
@@ -225,6 +229,8 @@ func (s *Server) handleClientDelete(w http.ResponseWriter, r *http.Request) erro
 		return fmt.Errorf("delete registered client: %w", err)
 	}
 	s.log.InfoContext(ctx, "registered client deleted", "client", c)
+	s.audit(r, storage.AuditEvent{Event: storage.EventClientDeleted, Actor: "client:" + c.ID, ClientID: c.ID,
+		Details: map[string]any{"client_name": c.Metadata.ClientName}})
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -7,6 +7,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/mcpauth/mcpauth/authz/oauth"
+	"github.com/mcpauth/mcpauth/storage"
 )
 
 // tokenRequest reads a request about one token, to /revoke or /introspect
@@ -54,6 +55,14 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	err := s.oauth.provider.NewRevocationRequest(ctx, r)
 	switch {
 	case err == nil:
+		// RFC 7009 §2.2: the same answer whether the token existed or not;
+		// the log records the request the authenticated client made.
+		id := requestClientID(r)
+		e := storage.AuditEvent{Event: storage.EventTokenRevoked, Actor: "client:" + id, ClientID: id}
+		if hint := r.PostForm.Get("token_type_hint"); hint == "access_token" || hint == "refresh_token" {
+			e.Details = map[string]any{"token_type_hint": hint}
+		}
+		s.audit(r, e)
 	case errors.Is(err, fosite.ErrUnauthorizedClient):
 		// The token belongs to another client: nothing is revoked, and the
 		// answer must not tell whether the token exists.

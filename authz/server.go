@@ -6,6 +6,7 @@
 package authz
 
 import (
+	"context"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/ulule/limiter/v3"
 
+	"github.com/mcpauth/mcpauth/authz/keys"
 	"github.com/mcpauth/mcpauth/storage"
 	"github.com/mcpauth/mcpauth/web"
 )
@@ -95,6 +97,11 @@ type KeySet interface {
 	// Verify checks a compact JWS signed by one of the keys, with header
 	// typ, and returns its payload.
 	Verify(token, typ string) ([]byte, error)
+	// List describes every published key, oldest first (the admin console).
+	List() []keys.KeyInfo
+	// Rotate adds a new key that signs after the publish-ahead delay, or at
+	// once when immediate, and returns its kid (the admin console).
+	Rotate(ctx context.Context, immediate bool) (string, error)
 }
 
 // Server is the authorization server.
@@ -114,6 +121,9 @@ type Server struct {
 	reg      *registration // dynamic client registration (register.go)
 	oauth    *oauthService // fosite and the token endpoints (provider.go, token.go)
 	cimd     *cimdService  // client ID metadata documents (cimd.go, fetch.go)
+	admin    *adminState   // the admin console (admin.go)
+	auditLog *auditLog     // the audit log's writer (audit.go)
+	pats     *patService   // personal access tokens (pat.go)
 }
 
 // New builds the authorization server.
@@ -133,7 +143,7 @@ func New(cfg Config, db *storage.DB, keys KeySet, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s.limits = newLimits(cfg.RateLimits, cfg.LimiterStore)
-	for _, init := range []func() error{s.initCIMD, s.initSessions, s.initRegistration, s.initOAuth} {
+	for _, init := range []func() error{s.initCIMD, s.initAudit, s.initSessions, s.initAdmin, s.initRegistration, s.initOAuth} {
 		if err := init(); err != nil {
 			return nil, err
 		}
@@ -161,6 +171,8 @@ func (s *Server) Routes() http.Handler {
 	s.registrationRoutes(r)
 	s.authorizeRoutes(r)
 	s.tokenRoutes(r)
+	s.accountRoutes(r)
+	s.adminRoutes(r)
 	return r
 }
 

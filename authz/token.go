@@ -145,6 +145,16 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 			s.log.WarnContext(ctx, "token: touch client", "client_id", client.ID, "err", err)
 		}
 	}
+	event := storage.EventTokenIssued
+	if grant == grantRefreshToken {
+		event = storage.EventTokenRefreshed
+	}
+	subject := sess.Username
+	if gs, ok := ar.GetSession().(*grantSession); ok {
+		subject = gs.Username
+	}
+	s.audit(r, storage.AuditEvent{Event: event, Actor: "client:" + client.ID, Subject: subject, ClientID: client.ID,
+		Details: map[string]any{"grant_type": grant, "grant_id": ar.GetID(), "scopes": []string(ar.GetGrantedScopes())}})
 	s.oauth.provider.WriteAccessResponse(ctx, w, ar, resp)
 	return nil
 }
@@ -189,9 +199,23 @@ func withinAudience(resources, aud, grant []string) error {
 // calls both a server error. Either way the winner has committed by then, so
 // its tokens are there to revoke.
 func (s *Server) tokenError(ctx context.Context, w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) error {
+	if errors.Is(err, storage.ErrRefreshTokenReused) {
+		// fosite has revoked the grant (RFC 9700 §4.14.2); say so in the audit log.
+		e := storage.AuditEvent{Event: storage.EventTokenReuseDetected, Details: map[string]any{"token": "refresh_token"}}
+		if ar != nil && ar.GetClient() != nil {
+			e.ClientID = ar.GetClient().GetID()
+			e.Actor = "client:" + e.ClientID
+		}
+		s.audit(r, e)
+	}
 	if errors.Is(err, storage.ErrCodeUsed) || errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 		if ar != nil && ar.GetID() != "" {
 			s.revokeGrant(ctx, ar.GetID())
+			if !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+				// Lost the conditional invalidation; a reread of the
+				// invalidated code is recorded by GetAuthorizeCodeSession.
+				s.auditCodeReuse(ctx, ar)
+			}
 		}
 		return &oauth.Error{Code: oauth.InvalidGrant, Description: "the authorization code has already been used", Err: err}
 	}

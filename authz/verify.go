@@ -95,6 +95,9 @@ func (s *Server) initVerifier() error {
 		return fmt.Errorf("authz: MCP resource: %w", err)
 	}
 	s.oauth.verify = &accessVerifier{resource: res, cache: newTokenCache(tokenCacheMax)}
+	if err := s.initPATs(); err != nil {
+		return err
+	}
 	s.oauth.revoked = newRevocations(s.db, s.log)
 	if s.db == nil {
 		return nil // a server without storage (metadata tests) has nothing revoked
@@ -135,24 +138,38 @@ func (s *Server) VerifyAccessToken(ctx context.Context, token string) (*oauth.To
 	now := s.cfg.Now()
 	v := s.oauth.verify
 	key := sha256.Sum256([]byte(token))
+	// A personal access token (pat.go) is looked up in the database once,
+	// then cached like a verified JWT; its expiry has no leeway.
+	pat := strings.HasPrefix(token, PATPrefix)
+	leeway := accessTokenLeeway
+	if pat {
+		leeway = 0
+	}
 	info := v.cache.get(key)
 	if info == nil {
 		var err error
-		info, err = s.verifyAccessToken(token, now)
-		if errors.Is(err, errTokenUnknownKey) && s.reloadKeys(ctx, now) {
+		if pat {
+			info, err = s.verifyPAT(ctx, token)
+		} else {
 			info, err = s.verifyAccessToken(token, now)
+			if errors.Is(err, errTokenUnknownKey) && s.reloadKeys(ctx, now) {
+				info, err = s.verifyAccessToken(token, now)
+			}
 		}
 		if err != nil {
 			return nil, err
 		}
 		v.cache.put(key, info, now)
 	}
-	if !now.Before(info.Expiry.Add(accessTokenLeeway)) {
+	if !now.Before(info.Expiry.Add(leeway)) {
 		v.cache.remove(key)
 		return nil, errTokenExpired
 	}
 	if s.oauth.revoked.revoked(info.GrantID) {
 		return nil, errTokenRevoked
+	}
+	if pat {
+		s.touchPAT(ctx, info.GrantID, now)
 	}
 	out := *info
 	out.Scopes = slices.Clone(info.Scopes)

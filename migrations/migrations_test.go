@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +20,8 @@ func TestMain(m *testing.M) { storagetest.Main(m) }
 // allTables is every table the migrations create.
 var allTables = []string{
 	"audit_events", "browser_sessions", "cimd_documents", "cimd_failures", "oauth_access_tokens", "oauth_clients", "oauth_codes",
-	"oauth_consents", "oauth_jti", "oauth_refresh_tokens", "revoked_grants", "signing_keys", "users",
+	"oauth_consents", "oauth_jti", "oauth_refresh_tokens", "personal_access_tokens", "revoked_grants", "signing_keys",
+	"users",
 }
 
 func connect(t *testing.T, url string) *pgx.Conn {
@@ -182,7 +184,10 @@ func TestUpDownUpWithRows(t *testing.T) {
 		INSERT INTO revoked_grants (grant_id, expires_at) VALUES (gen_random_uuid(), now() + interval '10 minutes');
 		INSERT INTO cimd_documents (client_id, fetched_at, expires_at) VALUES ('c1', now(), now() + interval '5 minutes');
 		INSERT INTO cimd_failures (url_hash, code, description, expires_at)
-			VALUES (sha256('https://a.example/client.json'), 'invalid_client', 'unreachable', now() + interval '1 minute');`)
+			VALUES (sha256('https://a.example/client.json'), 'invalid_client', 'unreachable', now() + interval '1 minute');
+		INSERT INTO personal_access_tokens (token_hash, user_id, name, scopes, audience, expires_at, created_by)
+			VALUES (sha256('mcpat_x'), '00000000-0000-4000-8000-000000000001', 'ci', '{mcp}', 'https://as.example/mcp',
+			now() + interval '30 days', 'cli');`)
 	if err != nil {
 		t.Fatalf("insert rows: %v", err)
 	}
@@ -326,5 +331,54 @@ func TestURLSchemes(t *testing.T) {
 	}
 	if _, err := migrations.CurrentStatus(t.Context(), "mysql://x@localhost/db"); err == nil {
 		t.Error("CurrentStatus with a mysql:// URL = nil error, want one")
+	}
+}
+
+// TestAdminMigrationDownWithRows reverts 0007 (and any later migration) with a personal access
+// token stored, and applies it again.
+func TestAdminMigrationDownWithRows(t *testing.T) {
+	url := storagetest.EmptyURL(t)
+	conn := connect(t, url)
+	ctx := t.Context()
+	if err := migrations.Up(ctx, url); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	steps := int(status(t, url).Latest) - 6 // down to 0006, 0007 included
+	first := schema(t, conn)
+	_, err := conn.Exec(ctx, `
+		INSERT INTO users (id, username, password_hash) VALUES ('00000000-0000-4000-8000-000000000001', 'Alice', '$argon2id$x');
+		INSERT INTO personal_access_tokens (token_hash, user_id, name, scopes, audience, expires_at)
+			VALUES (sha256('mcpat_x'), '00000000-0000-4000-8000-000000000001', 'ci', '{mcp}', 'https://as.example/mcp',
+			now() + interval '30 days');`)
+	if err != nil {
+		t.Fatalf("insert rows: %v", err)
+	}
+	// The hash is unique: a second token with the same hash is refused.
+	_, err = conn.Exec(ctx, `INSERT INTO personal_access_tokens (token_hash, user_id, name, scopes, audience, expires_at)
+		VALUES (sha256('mcpat_x'), '00000000-0000-4000-8000-000000000001', 'again', '{mcp}', 'a', now())`)
+	if err == nil {
+		t.Fatal("duplicate token hash accepted")
+	}
+	if err := migrations.Down(ctx, url, steps); err != nil {
+		t.Fatalf("Down(%d) with rows: %v", steps, err)
+	}
+	if slices.Contains(tables(t, conn), "personal_access_tokens") {
+		t.Fatal("personal_access_tokens still exists after reverting 0007")
+	}
+	if err := migrations.Up(ctx, url); err != nil {
+		t.Fatalf("Up after Down: %v", err)
+	}
+	if diff := cmp.Diff(first, schema(t, conn)); diff != "" {
+		t.Fatalf("schema after down→up differs (-first +again):\n%s", diff)
+	}
+	// Deleting the user deletes their tokens.
+	if _, err := conn.Exec(ctx, `INSERT INTO personal_access_tokens (token_hash, user_id, name, scopes, audience, expires_at)
+		VALUES (sha256('mcpat_y'), '00000000-0000-4000-8000-000000000001', 'ci', '{mcp}', 'a', now() + interval '1 day');
+		DELETE FROM users`); err != nil {
+		t.Fatalf("insert and delete user: %v", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM personal_access_tokens`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("tokens after deleting their user: %d, %v; want 0", n, err)
 	}
 }

@@ -64,11 +64,13 @@ func AddAdminTools(s *Server, db *storage.DB) {
 		Title: "Revoke grants",
 		Description: "Revoke access, at once and on every server replica: pass exactly one of " +
 			"`grant_id` (end one grant, as listed by admin_list_grants), `client_id` (end every " +
-			"live grant of that application, for all users) or `user` (end every live grant of " +
-			"that user name, in all applications). The grants' access and refresh tokens stop " +
-			"working within a second; the application must send its user through authorization " +
-			"again. Users and clients themselves are not deleted or disabled. Returns how many " +
-			"grants were revoked. Revoking an already revoked grant is not an error.",
+			"live grant of that application, for all users) or `user` (end every live grant and " +
+			"personal access token of that user name, in all applications). The grants' access " +
+			"and refresh tokens stop working within a second, and the users' remembered consent " +
+			"for those applications is revoked: the application must send its user through " +
+			"authorization, and the consent page, again. Users and clients themselves are not " +
+			"deleted or disabled. Returns how many grants (and tokens) were revoked. Revoking an " +
+			"already revoked grant is not an error.",
 		Annotations: &mcp.ToolAnnotations{
 			Title:           "Revoke grants",
 			DestructiveHint: new(true),
@@ -209,6 +211,7 @@ func (a *adminTools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in admi
 	if err != nil {
 		return nil, out, err
 	}
+	ev := storage.AuditEvent{Event: storage.EventGrantRevoked, Actor: a.actor(ctx, caller)}
 	given := 0
 	for _, v := range []string{in.GrantID, in.ClientID, in.User} {
 		if v != "" {
@@ -232,6 +235,7 @@ func (a *adminTools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in admi
 		}
 		out.Revoked = 1
 		target = []any{"grant_id", in.GrantID}
+		ev.Subject, ev.Details = in.GrantID, map[string]any{"grant_id": in.GrantID, "by": "grant"}
 	case in.ClientID != "":
 		c, err := a.client(ctx, in.ClientID)
 		if err != nil {
@@ -241,6 +245,7 @@ func (a *adminTools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in admi
 			return nil, out, a.internal(ctx, "revoke client grants", err)
 		}
 		target = []any{"client_id", c.ID}
+		ev.ClientID, ev.Details = c.ID, map[string]any{"by": "client"}
 	default:
 		u, err := a.user(ctx, in.User)
 		if err != nil {
@@ -250,6 +255,11 @@ func (a *adminTools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in admi
 			return nil, out, a.internal(ctx, "revoke user grants", err)
 		}
 		target = []any{"user_id", u.ID, "username", u.Username}
+		ev.Subject, ev.Details = u.Username, map[string]any{"by": "user", "user_id": u.ID}
+	}
+	ev.Details["revoked"], ev.Details["via"] = out.Revoked, "admin_revoke tool"
+	if err := a.db.InsertAuditEvents(ctx, []storage.AuditEvent{ev}); err != nil {
+		a.s.log.ErrorContext(ctx, "admin tool: audit event not written", "err", err)
 	}
 	a.s.log.InfoContext(ctx, "admin revoked grants", append([]any{
 		"by_subject", caller.Subject, "by_client_id", caller.ClientID, "revoked", out.Revoked}, target...)...)
@@ -293,6 +303,18 @@ func (a *adminTools) authorize(ctx context.Context) (*oauth.TokenInfo, error) {
 		return nil, errors.New("permission denied: the calling user is not an administrator")
 	}
 	return ti, nil
+}
+
+// actor names the caller for the audit log: the user's name, or
+// "client:<id>" for a client acting on its own behalf.
+func (a *adminTools) actor(ctx context.Context, ti *oauth.TokenInfo) string {
+	if ti.Subject == "" || ti.Subject == ti.ClientID {
+		return "client:" + ti.ClientID
+	}
+	if u, err := a.db.UserByID(ctx, ti.Subject); err == nil {
+		return u.Username
+	}
+	return ti.Subject
 }
 
 // user looks up a user by name; the name is trimmed as the login form does.

@@ -468,6 +468,27 @@ func TestAdminRevoke(t *testing.T) {
 			t.Errorf("live grants left = %v, want [robot-own]", got)
 		}
 	})
+
+	t.Run("audited", func(t *testing.T) {
+		ev, err := e.db.ListAuditEvents(t.Context(), storage.AuditFilter{Event: storage.EventGrantRevoked})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var by []string
+		for _, x := range ev {
+			if x.Actor != "root" {
+				t.Errorf("grant.revoked actor = %q, want root", x.Actor)
+			}
+			by = append(by, fmt.Sprint(x.Details["by"]))
+		}
+		// Newest first: user, client twice, grant twice.
+		if want := []string{"user", "client", "client", "grant", "grant"}; !slices.Equal(by, want) {
+			t.Errorf("grant.revoked events by %v, want %v", by, want)
+		}
+		if ev[0].Subject != "bob" || ev[0].Details["revoked"] != float64(2) {
+			t.Errorf("revoke by user event = %+v", ev[0])
+		}
+	})
 }
 
 // TestAdminPermission: the middleware refuses a token without the admin

@@ -37,8 +37,13 @@ var cleanupTables = []struct {
 	{"browser_sessions", 0},
 }
 
-// Cleanup deletes expired rows from every table that has expires_at, in batches,
-// and returns how many it deleted. It runs under a PostgreSQL advisory lock so that
+// SetAuditRetention makes Cleanup delete audit events older than keep; 0
+// (the default) keeps them forever.
+func (db *DB) SetAuditRetention(keep time.Duration) { db.auditRetention.Store(int64(max(keep, 0))) }
+
+// Cleanup deletes expired rows from every table that has expires_at, and audit
+// events older than the audit retention, in batches, and returns how many it
+// deleted. It runs under a PostgreSQL advisory lock so that
 // only one replica cleans at a time; when another holds the lock it returns (0, nil)
 // at once.
 func (db *DB) Cleanup(ctx context.Context) (deleted int64, err error) {
@@ -66,6 +71,13 @@ func (db *DB) Cleanup(ctx context.Context) (deleted int64, err error) {
 		}
 	}()
 
+	if keep := time.Duration(db.auditRetention.Load()); keep > 0 {
+		n, err := db.PruneAuditEvents(ctx, time.Now().Add(-keep))
+		deleted += n
+		if err != nil {
+			return deleted, err
+		}
+	}
 	for _, t := range cleanupTables {
 		// The table name comes from the constant list above, never from input.
 		q := fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY(ARRAY(

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,11 +49,16 @@ var (
 	// is transient: the pool reconnects by itself once the server is back.
 	// The HTTP layers answer it with 503 and Retry-After, never 500.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrRefreshTokenReused accompanies fosite.ErrInactiveToken from
+	// GetRefreshTokenSession when the token was rotated before (not merely
+	// revoked): someone presented a spent refresh token (RFC 9700 §4.14.2).
+	ErrRefreshTokenReused = errors.New("refresh token reused")
 )
 
 // DB is mcpauth's PostgreSQL store. It is safe for concurrent use.
 type DB struct {
-	pool *pgxpool.Pool
+	pool           *pgxpool.Pool
+	auditRetention atomic.Int64 // time.Duration; 0 keeps audit events forever
 }
 
 var (
@@ -137,6 +143,7 @@ type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
 }
 
 // txKey is the context key of the transaction started by BeginTX.

@@ -353,7 +353,7 @@ func (db *DB) RevokeAccessToken(ctx context.Context, requestID string) error {
 // selectRefresh reads a refresh token; its active column is true for an active
 // token and for the immediately previous token of its grant within the grace
 // window of $2 seconds (inGrace).
-const selectRefresh = `SELECT ` + grantColumns + `, t.active OR (` + inGrace + `), ` + clientColumns +
+const selectRefresh = `SELECT ` + grantColumns + `, t.active OR (` + inGrace + `), t.used_at IS NOT NULL, ` + clientColumns +
 	` FROM oauth_refresh_tokens t JOIN oauth_clients c ON c.id = t.client_id WHERE t.sig_hash = $1`
 
 // inGrace holds for the rotated refresh token t when it was rotated less than $2
@@ -400,17 +400,20 @@ func (db *DB) GetRefreshTokenSession(ctx context.Context, signature string, sess
 // tokens of revoked grants are inactive at once (django-oauth-toolkit#1617).
 func (db *DB) GetRefreshTokenSessionGrace(ctx context.Context, signature string, session fosite.Session, grace time.Duration) (fosite.Requester, error) {
 	var (
-		s      grantScan
-		active bool
+		s             grantScan
+		active, spent bool
 	)
-	if err := db.q(ctx).QueryRow(ctx, selectRefresh, sigHash(signature), grace.Seconds()).Scan(s.dest(&active)...); err != nil {
+	if err := db.q(ctx).QueryRow(ctx, selectRefresh, sigHash(signature), grace.Seconds()).Scan(s.dest(&active, &spent)...); err != nil {
 		return nil, dbErr("get refresh token", err)
 	}
 	req, err := s.request(session)
 	if err != nil {
 		return nil, fmt.Errorf("get refresh token: %w", err)
 	}
-	if !active {
+	switch {
+	case !active && spent:
+		return req, fmt.Errorf("get refresh token: %w: %w", ErrRefreshTokenReused, fosite.ErrInactiveToken)
+	case !active:
 		return req, fmt.Errorf("get refresh token: %w", fosite.ErrInactiveToken)
 	}
 	return req, nil

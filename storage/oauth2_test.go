@@ -237,8 +237,8 @@ func TestRefreshToken(t *testing.T) {
 	}
 	// The rotated token stays, inactive: a reuse returns its request with ErrInactiveToken.
 	got, err = db.GetRefreshTokenSession(ctx, "rt-1", &fosite.DefaultSession{})
-	if !errors.Is(err, fosite.ErrInactiveToken) {
-		t.Fatalf("GetRefreshTokenSession(rotated) = %v, want ErrInactiveToken", err)
+	if !errors.Is(err, fosite.ErrInactiveToken) || !errors.Is(err, storage.ErrRefreshTokenReused) {
+		t.Fatalf("GetRefreshTokenSession(rotated) = %v, want ErrInactiveToken and ErrRefreshTokenReused", err)
 	}
 	checkRequest(t, got, req, url.Values{})
 	// A second rotation of the same token loses: ErrSerializationFailure.
@@ -264,8 +264,8 @@ func TestRefreshToken(t *testing.T) {
 	if err := db.RevokeRefreshToken(ctx, req.ID); err != nil {
 		t.Fatalf("RevokeRefreshToken: %v", err)
 	}
-	if _, err := db.GetRefreshTokenSession(ctx, "rt-2", &fosite.DefaultSession{}); !errors.Is(err, fosite.ErrInactiveToken) {
-		t.Errorf("GetRefreshTokenSession after revoke = %v, want ErrInactiveToken", err)
+	if _, err := db.GetRefreshTokenSession(ctx, "rt-2", &fosite.DefaultSession{}); !errors.Is(err, fosite.ErrInactiveToken) || errors.Is(err, storage.ErrRefreshTokenReused) {
+		t.Errorf("GetRefreshTokenSession after revoke = %v, want ErrInactiveToken, not reuse", err)
 	}
 	if n := countRows(t, db, "oauth_refresh_tokens", "request_id = $1", req.ID); n != 2 {
 		t.Errorf("refresh rows of the grant after revoke = %d, want 2 (kept for reuse detection)", n)

@@ -58,13 +58,23 @@ var lockGrantsSQL = []string{
 // that exists keeps the later expiry) and notifies RevocationChannel once
 // per grant. The grant's newest access token always has a row while the
 // grant lives (rotation deletes only the previous one), and it expires last.
+//
+// It also revokes the remembered consent of every (user, client) whose grant
+// it revokes (issue 6 §8), so the next authorization asks the user again.
 const revokeGrantsSQL = `
 WITH codes AS (
-	UPDATE oauth_codes SET active = false WHERE request_id = ANY($1) AND active
+	UPDATE oauth_codes SET active = false WHERE request_id = ANY($1) AND active RETURNING subject, client_id
 ), refresh AS (
-	UPDATE oauth_refresh_tokens SET active = false WHERE request_id = ANY($1) AND active
+	UPDATE oauth_refresh_tokens SET active = false WHERE request_id = ANY($1) AND active RETURNING subject, client_id
 ), access AS (
-	DELETE FROM oauth_access_tokens WHERE request_id = ANY($1) RETURNING request_id, expires_at
+	DELETE FROM oauth_access_tokens WHERE request_id = ANY($1) RETURNING request_id, expires_at, subject, client_id
+), pairs AS (
+	SELECT subject, client_id FROM codes UNION SELECT subject, client_id FROM refresh
+	UNION SELECT subject, client_id FROM access
+), consent AS (
+	UPDATE oauth_consents c SET revoked_at = now(), updated_at = now()
+	FROM pairs p WHERE p.subject <> '' AND c.user_id::text = p.subject AND c.client_id = p.client_id
+		AND c.revoked_at IS NULL
 ), rec AS (
 	INSERT INTO revoked_grants (grant_id, expires_at)
 	SELECT g.id, coalesce((SELECT max(a.expires_at) FROM access a WHERE a.request_id = g.id), now())
@@ -130,19 +140,97 @@ const liveGrantsSQL = `
 	UNION SELECT request_id::text FROM oauth_codes WHERE %[1]s = $1 AND active AND expires_at > now()`
 
 // RevokeClientGrants revokes every live grant of the client clientID (as
-// RevokeGrant does) and returns how many there were.
+// RevokeGrant does) and every remembered consent for it, and returns how
+// many grants there were.
 func (db *DB) RevokeClientGrants(ctx context.Context, clientID string) (int, error) {
-	return db.revokeWhere(ctx, fmt.Sprintf("revoke grants of client %q", clientID), "client_id", clientID)
+	op := fmt.Sprintf("revoke grants of client %q", clientID)
+	var n int
+	err := db.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if n, err = db.revokeWhere(ctx, op, "client_id", clientID); err != nil {
+			return err
+		}
+		_, err = db.q(ctx).Exec(ctx, `UPDATE oauth_consents SET revoked_at = now(), updated_at = now()
+			WHERE client_id = $1 AND revoked_at IS NULL`, clientID)
+		return dbErr(op+": consents", err)
+	})
+	return n, err
 }
 
-// RevokeUserGrants revokes every live grant of the user userID (as
-// RevokeGrant does) and returns how many there were. An id that is not a
-// UUID has none.
+// RevokeUserGrants revokes everything of the user userID: every live grant
+// (as RevokeGrant does), every personal access token and every remembered
+// consent. It returns how many grants and tokens there were. An id that is
+// not a UUID has none.
 func (db *DB) RevokeUserGrants(ctx context.Context, userID string) (int, error) {
 	if _, err := uuid.Parse(userID); err != nil {
 		return 0, nil
 	}
-	return db.revokeWhere(ctx, fmt.Sprintf("revoke grants of user %q", userID), "subject", userID)
+	op := fmt.Sprintf("revoke grants of user %q", userID)
+	var n int
+	err := db.InTx(ctx, func(ctx context.Context) error {
+		grants, err := db.revokeWhere(ctx, op, "subject", userID)
+		if err != nil {
+			return err
+		}
+		pats, err := db.revokePATs(ctx, op, "user_id = $1", userID)
+		if err != nil {
+			return err
+		}
+		n = grants + pats
+		_, err = db.q(ctx).Exec(ctx, `UPDATE oauth_consents SET revoked_at = now(), updated_at = now()
+			WHERE user_id = $1 AND revoked_at IS NULL`, userID)
+		return dbErr(op+": consents", err)
+	})
+	return n, err
+}
+
+// RevokeUserClientGrants revokes every live grant of the user userID for the
+// client clientID (as RevokeGrant does) and the user's remembered consent for
+// it, and returns how many grants there were: the "Revoke" of a connected
+// app. An id that is not a UUID has none.
+func (db *DB) RevokeUserClientGrants(ctx context.Context, userID, clientID string) (int, error) {
+	if _, err := uuid.Parse(userID); err != nil || clientID == "" {
+		return 0, nil
+	}
+	op := fmt.Sprintf("revoke grants of user %q for client %q", userID, clientID)
+	var n int
+	err := db.InTx(ctx, func(ctx context.Context) error {
+		rows, err := db.q(ctx).Query(ctx, `
+			SELECT request_id::text FROM oauth_refresh_tokens WHERE subject = $1 AND client_id = $2 AND active AND expires_at > now()
+			UNION SELECT request_id::text FROM oauth_access_tokens WHERE subject = $1 AND client_id = $2 AND expires_at > now()
+			UNION SELECT request_id::text FROM oauth_codes WHERE subject = $1 AND client_id = $2 AND active AND expires_at > now()`,
+			userID, clientID)
+		if err != nil {
+			return dbErr(op, err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return dbErr(op, err)
+		}
+		if n, err = db.revokeGrants(ctx, op, ids); err != nil {
+			return err
+		}
+		_, err = db.q(ctx).Exec(ctx, `UPDATE oauth_consents SET revoked_at = now(), updated_at = now()
+			WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL`, userID, clientID)
+		return dbErr(op+": consent", err)
+	})
+	return n, err
+}
+
+// GrantOfToken returns the grant id of the refresh token, access token or
+// authorization code whose fosite signature is signature (the part after
+// the last '.'), live or not. ErrNotFound when no row has it.
+func (db *DB) GrantOfToken(ctx context.Context, signature string) (string, error) {
+	var id string
+	err := db.q(ctx).QueryRow(ctx, `
+		SELECT request_id::text FROM oauth_refresh_tokens WHERE sig_hash = $1
+		UNION ALL SELECT request_id::text FROM oauth_access_tokens WHERE sig_hash = $1
+		UNION ALL SELECT request_id::text FROM oauth_codes WHERE sig_hash = $1
+		LIMIT 1`, sigHash(signature)).Scan(&id)
+	if err != nil {
+		return "", dbErr("find the grant of a token", err)
+	}
+	return id, nil
 }
 
 // revokeWhere revokes the live grants whose column is value.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +36,7 @@ type Config struct {
 	KeyPublishAhead time.Duration // a rotated-in key is in the JWKS this long before it signs
 	KeyReload       time.Duration // how often a replica looks for keys rotated elsewhere
 	CleanupInterval time.Duration
+	AuditRetention  time.Duration // audit events older than this are deleted; 0 keeps them forever
 	ShutdownTimeout time.Duration
 	TrustedProxies  []netip.Prefix
 	LogLevel        slog.Level
@@ -84,6 +86,7 @@ func DefaultConfig() Config {
 		KeyPublishAhead: 2 * jwksMaxAge,
 		KeyReload:       30 * time.Second,
 		CleanupInterval: time.Minute,
+		AuditRetention:  90 * 24 * time.Hour,
 		ShutdownTimeout: 20 * time.Second,
 		LogLevel:        slog.LevelInfo,
 		LogFormat:       "json",
@@ -177,6 +180,20 @@ func (c *Config) load(getenv func(string) string) error {
 	duration("MCPAUTH_KEY_PUBLISH_AHEAD", &c.KeyPublishAhead)
 	duration("MCPAUTH_KEY_RELOAD_INTERVAL", &c.KeyReload)
 	duration("MCPAUTH_CLEANUP_INTERVAL", &c.CleanupInterval)
+	if v := getenv("MCPAUTH_AUDIT_RETENTION"); v != "" {
+		// A duration, or a number of days ("90d"); 0 keeps events forever.
+		d, err := time.ParseDuration(v)
+		if days, ok := strings.CutSuffix(v, "d"); ok {
+			var n int
+			n, err = strconv.Atoi(days)
+			d = time.Duration(n) * 24 * time.Hour
+		}
+		if err != nil {
+			errs = append(errs, envError("MCPAUTH_AUDIT_RETENTION", "not a duration (like 90d or 720h; 0 keeps events forever): %q", v))
+		} else {
+			c.AuditRetention = d
+		}
+	}
 	duration("MCPAUTH_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	if v := getenv("MCPAUTH_TRUSTED_PROXIES"); v != "" {
 		c.TrustedProxies = nil
@@ -337,6 +354,9 @@ func (c *Config) Validate() error {
 	if c.KeyReload <= 0 || c.KeyReload > c.KeyPublishAhead/2 {
 		errs = append(errs, envError("MCPAUTH_KEY_RELOAD_INTERVAL", "must be positive and at most half of MCPAUTH_KEY_PUBLISH_AHEAD, got %s", c.KeyReload))
 	}
+	if c.AuditRetention != 0 && c.AuditRetention < time.Hour {
+		errs = append(errs, envError("MCPAUTH_AUDIT_RETENTION", "must be 0 (keep forever) or at least 1h, got %s", c.AuditRetention))
+	}
 	if c.CleanupInterval < time.Second {
 		errs = append(errs, envError("MCPAUTH_CLEANUP_INTERVAL", "must be at least 1s, got %s", c.CleanupInterval))
 	}
@@ -411,6 +431,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("key_publish_ahead", c.KeyPublishAhead),
 		slog.Duration("key_reload_interval", c.KeyReload),
 		slog.Duration("cleanup_interval", c.CleanupInterval),
+		slog.Duration("audit_retention", c.AuditRetention),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("trusted_proxies", strings.Join(proxies, ",")),
 		slog.String("log_level", c.LogLevel.String()),

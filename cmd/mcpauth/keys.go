@@ -57,6 +57,7 @@ func (e *environment) keys(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("rotate: %w", err)
 		}
+		e.audit(ctx, db, storage.AuditEvent{Event: storage.EventKeyRotated, Subject: kid, Details: map[string]any{"immediate": *now}})
 		for _, k := range ks.List() {
 			if k.KID == kid {
 				fmt.Fprintf(e.stdout, "new signing key %s: published now, signs from %s\n", kid, k.ActiveFrom.Local().Format(time.DateTime))

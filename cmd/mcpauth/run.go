@@ -18,10 +18,14 @@ Usage:
                                     under ./.mcpauth/, on http://localhost:8080
   mcpauth migrate up|down|status    manage the database schema
   mcpauth keys list|rotate          list or rotate the token signing keys
-  mcpauth user add|list|disable|enable|passwd
+  mcpauth user add|list|disable|enable|passwd|admin
                                     manage local user accounts
   mcpauth healthcheck [URL]         exit 0 if URL (default /healthz at MCPAUTH_ADDR)
                                     answers 200: for images without curl
+  mcpauth client list|show|create|disable|enable|delete
+                                    manage OAuth clients
+  mcpauth token revoke|create|list  revoke grants and tokens; create and list
+                                    personal access tokens
   mcpauth version                   print the version
 
 Commands other than serve use MCPAUTH_DATABASE_URL, or the dev cluster under
@@ -53,6 +57,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return env.user(ctx, rest)
 	case "healthcheck":
 		return env.healthcheck(ctx, rest)
+	case "client":
+		return env.client(ctx, rest)
+	case "token":
+		return env.token(ctx, rest)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mcpauth", version())
 		return nil

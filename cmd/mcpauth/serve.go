@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/store/memory"
@@ -245,10 +246,14 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 	if err != nil {
 		return err
 	}
+	auditDropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "mcpauth_audit_events_dropped_total",
+		Help: "Audit events lost: the writer's queue stayed full, or the database refused them.",
+	}, func() float64 { return float64(az.AuditDropped()) })
 	handler := newRouter(routerDeps{
 		cfg:          cfg,
 		log:          log,
-		metrics:      newMetrics(poolCollector{db}, upMetrics),
+		metrics:      newMetrics(poolCollector{db}, upMetrics, auditDropped),
 		ready:        db.Ping,
 		upstreams:    upstreams.Status,
 		authz:        az.Routes(),
@@ -266,7 +271,11 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { ks.Run(bg, cfg.KeyReload) })
+	db.SetAuditRetention(cfg.AuditRetention)
 	wg.Go(func() { db.RunCleanup(bg, cfg.CleanupInterval, log) })
+	// The audit writer stops after the requests are drained (stopBG runs
+	// after Shutdown) and writes whatever is still queued.
+	wg.Go(func() { az.RunAudit(bg) })
 	wg.Go(func() { az.RunClientSweeper(bg, time.Hour) })
 	wg.Go(func() { az.RunRevocations(bg) })
 	defer func() {

@@ -18,9 +18,11 @@ import (
 const userSynopsis = `user add NAME [--admin] [--password-stdin]
        mcpauth user list
        mcpauth user disable NAME | enable NAME
-       mcpauth user passwd NAME [--password-stdin]`
+       mcpauth user passwd NAME [--password-stdin]
+       mcpauth user admin NAME on|off`
 
-// user manages local user accounts: add, list, disable, enable, passwd.
+// user manages local user accounts: add, list, disable, enable, passwd,
+// admin (grant or remove the administrator role).
 // Without --password-stdin, add and passwd generate a password and print it
 // once; with it they read one line from standard input (a pipe, so that
 // the password stays out of the shell history and the process list).
@@ -40,6 +42,8 @@ func (e *environment) user(ctx context.Context, args []string) error {
 	case "passwd":
 		fromStdin = fs.Bool("password-stdin", false, "read the new password from the first line of standard input instead of generating one")
 	case "disable", "enable":
+	case "admin":
+		nargs = 2
 	case "list":
 		nargs = 0
 	default:
@@ -55,7 +59,7 @@ func (e *environment) user(ctx context.Context, args []string) error {
 		return errUsage
 	}
 	var name string
-	if nargs == 1 {
+	if nargs >= 1 {
 		name = names[0]
 		if sub == "add" {
 			if err := authz.ValidateUsername(name); err != nil {
@@ -102,6 +106,8 @@ func (e *environment) user(ctx context.Context, args []string) error {
 		} else if err != nil {
 			return fmt.Errorf("user add: %w", err)
 		}
+		e.audit(ctx, db, storage.AuditEvent{Event: storage.EventUserCreated, Subject: u.Username,
+			Details: map[string]any{"user_id": u.ID, "admin": u.IsAdmin}})
 		role := ""
 		if u.IsAdmin {
 			role = " (administrator)"
@@ -119,6 +125,8 @@ func (e *environment) user(ctx context.Context, args []string) error {
 		if err := db.SetUserPassword(ctx, u.ID, hash); err != nil {
 			return fmt.Errorf("user passwd: %w", err)
 		}
+		e.audit(ctx, db, storage.AuditEvent{Event: storage.EventUserPasswordReset, Subject: u.Username,
+			Details: map[string]any{"user_id": u.ID}})
 		fmt.Fprintf(e.stdout, "changed the password of %s and signed them out of every browser\n", u.Username)
 	case "disable", "enable":
 		u, err := findUser(ctx, db, sub, name)
@@ -129,9 +137,34 @@ func (e *environment) user(ctx context.Context, args []string) error {
 			return fmt.Errorf("user %s: %w", sub, err)
 		}
 		if sub == "disable" {
-			fmt.Fprintf(e.stdout, "disabled %s: they cannot sign in; their browser sessions are ended and every grant of theirs is revoked\n", u.Username)
+			e.audit(ctx, db, storage.AuditEvent{Event: storage.EventUserDisabled, Subject: u.Username, Details: map[string]any{"user_id": u.ID}})
+			fmt.Fprintf(e.stdout, "disabled %s: they cannot sign in; their browser sessions are ended and every grant and personal access token of theirs is revoked\n", u.Username)
 		} else {
-			fmt.Fprintf(e.stdout, "enabled %s\n", u.Username)
+			e.audit(ctx, db, storage.AuditEvent{Event: storage.EventUserEnabled, Subject: u.Username, Details: map[string]any{"user_id": u.ID}})
+			fmt.Fprintf(e.stdout, "enabled %s (what was revoked stays revoked)\n", u.Username)
+		}
+	case "admin":
+		var on bool
+		switch names[1] {
+		case "on":
+			on = true
+		case "off":
+		default:
+			return fmt.Errorf("user admin: say on or off, not %q", names[1])
+		}
+		u, err := findUser(ctx, db, sub, name)
+		if err != nil {
+			return err
+		}
+		if err := db.SetUserAdmin(ctx, u.ID, on); err != nil {
+			return fmt.Errorf("user admin: %w", err)
+		}
+		e.audit(ctx, db, storage.AuditEvent{Event: storage.EventUserAdminChanged, Subject: u.Username,
+			Details: map[string]any{"user_id": u.ID, "admin": on}})
+		if on {
+			fmt.Fprintf(e.stdout, "%s is now an administrator\n", u.Username)
+		} else {
+			fmt.Fprintf(e.stdout, "%s is no longer an administrator (their tokens lose the admin tools at once)\n", u.Username)
 		}
 	}
 	if generated {
@@ -239,6 +272,10 @@ func createFirstAdmin(ctx context.Context, db *storage.DB) (username, password s
 			err = fmt.Errorf("first administrator: %w", err)
 		}
 		return "", "", false, err
+	}
+	if err := db.InsertAuditEvents(ctx, []storage.AuditEvent{{Event: storage.EventUserCreated, Actor: "system",
+		Subject: "admin", Details: map[string]any{"admin": true, "first_user": true}}}); err != nil {
+		return "", "", false, fmt.Errorf("first administrator: audit: %w", err)
 	}
 	return "admin", password, true, nil
 }

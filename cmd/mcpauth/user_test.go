@@ -242,4 +242,13 @@ func TestCreateFirstAdmin(t *testing.T) {
 	if _, _, created, err := createFirstAdmin(ctx, db); created || err != nil {
 		t.Errorf("second start: created %v, err %v", created, err)
 	}
+	// Audited once, without the password.
+	ev, err := db.ListAuditEvents(ctx, storage.AuditFilter{Event: storage.EventUserCreated})
+	if err != nil || len(ev) != 1 || ev[0].Subject != "admin" || ev[0].Actor != "system" {
+		t.Errorf("user.created events = %+v, %v", ev, err)
+	}
+	var n int
+	if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM audit_events a WHERE strpos(a::text, $1) > 0`, pw).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the password is in %d audit rows (%v)", n, err)
+	}
 }
