@@ -55,41 +55,17 @@ func (c *adminCaller) actor() string {
 }
 
 // ErrNotAdmin is wrapped by AuthorizeAdmin's refusals.
-var ErrNotAdmin = errors.New("not an administrator")
+var ErrNotAdmin = storage.ErrNotAdmin
 
 // AuthorizeAdmin decides whether a verified access token may administer the
-// server: it carries AdminScope, and its user is an enabled administrator
-// now (a token outlives a demotion by up to its lifetime) — or, for a
-// client's own token (client_credentials: the subject is the client), the
-// client is enabled and was created by an administrator. It returns the
-// user (nil for a client), or an error wrapping ErrNotAdmin; other errors
-// are database failures.
+// server: it carries AdminScope, and storage.Administrator accepts its
+// holder. It returns the user (nil for a client), or an error wrapping
+// ErrNotAdmin; other errors are database failures.
 func (s *Server) AuthorizeAdmin(ctx context.Context, ti *oauth.TokenInfo) (*storage.User, error) {
 	if ti == nil || !ti.HasScope(AdminScope) {
 		return nil, fmt.Errorf("%w: the token lacks the %q scope", ErrNotAdmin, AdminScope)
 	}
-	if ti.Subject == "" || ti.Subject == ti.ClientID {
-		c, err := s.db.Client(ctx, ti.ClientID)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			return nil, fmt.Errorf("%w: the calling client no longer exists", ErrNotAdmin)
-		case err != nil:
-			return nil, err
-		case c.DisabledAt != nil || c.Source != storage.SourceAdmin:
-			return nil, fmt.Errorf("%w: only a client created by an administrator may administer on its own behalf", ErrNotAdmin)
-		}
-		return nil, nil
-	}
-	u, err := s.db.UserByID(ctx, ti.Subject)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return nil, fmt.Errorf("%w: the calling user no longer exists", ErrNotAdmin)
-	case err != nil:
-		return nil, err
-	case u.DisabledAt != nil || !u.IsAdmin:
-		return nil, fmt.Errorf("%w: the calling user is not an administrator", ErrNotAdmin)
-	}
-	return u, nil
+	return s.db.Administrator(ctx, ti.Subject, ti.ClientID)
 }
 
 func badRequest(format string, a ...any) error {

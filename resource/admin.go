@@ -281,26 +281,11 @@ func (a *adminTools) authorize(ctx context.Context) (*oauth.TokenInfo, error) {
 	if !ti.HasScope(AdminScope) {
 		return nil, fmt.Errorf("permission denied: the token lacks the %q scope", AdminScope)
 	}
-	if ti.Subject == "" || ti.Subject == ti.ClientID {
-		c, err := a.db.Client(ctx, ti.ClientID)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			return nil, errors.New("permission denied: the calling client no longer exists")
-		case err != nil:
-			return nil, a.internal(ctx, "check caller", err)
-		case c.DisabledAt != nil || c.Source != storage.SourceAdmin:
-			return nil, errors.New("permission denied: only a client created by an administrator may use the admin tools on its own behalf")
-		}
-		return ti, nil
-	}
-	u, err := a.db.UserByID(ctx, ti.Subject)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return nil, errors.New("permission denied: the calling user no longer exists")
+	switch _, err := a.db.Administrator(ctx, ti.Subject, ti.ClientID); {
+	case errors.Is(err, storage.ErrNotAdmin):
+		return nil, fmt.Errorf("permission denied: %s", strings.TrimPrefix(err.Error(), storage.ErrNotAdmin.Error()+": "))
 	case err != nil:
 		return nil, a.internal(ctx, "check caller", err)
-	case u.DisabledAt != nil || !u.IsAdmin:
-		return nil, errors.New("permission denied: the calling user is not an administrator")
 	}
 	return ti, nil
 }

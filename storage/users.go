@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -219,4 +220,42 @@ func (db *DB) updateUser(ctx context.Context, op, id, sql string, arg any) error
 		return dbErr(op, pgx.ErrNoRows)
 	}
 	return nil
+}
+
+// ErrNotAdmin is wrapped by Administrator's refusals; the text after it says
+// why and is safe to show to the caller.
+var ErrNotAdmin = errors.New("not an administrator")
+
+// Administrator decides whether the holder of a token may administer the
+// server, whatever the token's scopes say (the callers check the admin
+// scope): for a user's token (subject a user id), the user must be an
+// enabled administrator now — a token outlives a demotion by up to its
+// lifetime; for a client's own token (client_credentials: subject "" or the
+// client id), the client must be enabled and created by an administrator.
+// It returns the user (nil for a client), or an error wrapping ErrNotAdmin;
+// other errors are database failures. The admin console, the admin API and
+// the admin MCP tools all ask here.
+func (db *DB) Administrator(ctx context.Context, subject, clientID string) (*User, error) {
+	if subject == "" || subject == clientID {
+		c, err := db.Client(ctx, clientID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil, fmt.Errorf("%w: the calling client no longer exists", ErrNotAdmin)
+		case err != nil:
+			return nil, err
+		case c.DisabledAt != nil || c.Source != SourceAdmin:
+			return nil, fmt.Errorf("%w: only a client created by an administrator may administer on its own behalf", ErrNotAdmin)
+		}
+		return nil, nil
+	}
+	u, err := db.UserByID(ctx, subject)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, fmt.Errorf("%w: the calling user no longer exists", ErrNotAdmin)
+	case err != nil:
+		return nil, err
+	case u.DisabledAt != nil || !u.IsAdmin:
+		return nil, fmt.Errorf("%w: the calling user is not an administrator", ErrNotAdmin)
+	}
+	return u, nil
 }
