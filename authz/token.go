@@ -136,10 +136,16 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return s.tokenError(ctx, w, r, ar, err)
 	}
-	if err := s.db.TouchClient(ctx, client.ID); err != nil {
+	s.oauth.provider.WriteAccessResponse(ctx, w, ar, resp)
+	// The tokens are stored: they reach the client before anything else
+	// touches the database, or a hung last-used update would lose a rotated
+	// refresh token (the client would retry with the old one: reuse).
+	_ = http.NewResponseController(w).Flush()
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), touchTimeout)
+	defer cancel()
+	if err := s.db.TouchClient(tctx, client.ID); err != nil {
 		s.log.WarnContext(ctx, "token: touch client", "client_id", client.ID, "err", err)
 	}
-	s.oauth.provider.WriteAccessResponse(ctx, w, ar, resp)
 	return nil
 }
 
@@ -220,7 +226,7 @@ func (s *Server) fositeError(w http.ResponseWriter, r *http.Request, err error) 
 		// fosite wraps storage errors (a client lookup as invalid_client,
 		// the rest as server_error): the cause decides, so that an outage
 		// never tells a client its credentials or grant are bad.
-		return unavailable(w, err)
+		return unavailable(w, fositeCause(err))
 	}
 	var oe *oauth.Error
 	if errors.As(err, &oe) {
@@ -238,7 +244,12 @@ func (s *Server) fositeError(w http.ResponseWriter, r *http.Request, err error) 
 		return err
 	}
 	fe := fosite.ErrorToRFC6749Error(err)
-	if fe.CodeField >= 500 && fe.ErrorField != oauth.TemporarilyUnavailable {
+	if fe.ErrorField == oauth.TemporarilyUnavailable {
+		// fosite's own (its revocation handler drops the cause): the client
+		// must retry, so 503 with Retry-After (RFC 7009 §2.2.1), not a 400.
+		return unavailable(w, fmt.Errorf("%s: %w", fe.WithExposeDebug(true).GetDescription(), err))
+	}
+	if fe.CodeField >= 500 {
 		// fosite's Error() is only the code; the log needs the cause.
 		return fmt.Errorf("%s: %s: %w", r.URL.Path, fe.WithExposeDebug(true).GetDescription(), err)
 	}
@@ -258,6 +269,16 @@ func (s *Server) fositeError(w http.ResponseWriter, r *http.Request, err error) 
 		status = http.StatusBadRequest
 	}
 	return &oauth.Error{Code: code, Description: fe.GetDescription(), Status: status, Err: err}
+}
+
+// fositeCause is err for the log: fosite's Error() is only its code, so a
+// fosite error is replaced by its code and its cause.
+func fositeCause(err error) error {
+	var fe *fosite.RFC6749Error
+	if errors.As(err, &fe) && fe.Unwrap() != nil {
+		return fmt.Errorf("%s: %w", fe.ErrorField, fe.Unwrap())
+	}
+	return err
 }
 
 // errNoClient answers a request that names no client at all: RFC 6749 §5.2
