@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/ory/fosite"
 
+	"github.com/mcpauth/mcpauth/authz/keys"
 	"github.com/mcpauth/mcpauth/authz/oauth"
 	"github.com/mcpauth/mcpauth/storage"
 	"github.com/mcpauth/mcpauth/storage/storagetest"
@@ -24,6 +26,7 @@ type outageEnv struct {
 	*tokEnv
 	proxy *storagetest.Proxy
 	admin *pgx.Conn
+	dbURL string // the database itself, not through the proxy
 }
 
 func outageSetup(t *testing.T, mod func(*Config)) *outageEnv {
@@ -45,7 +48,7 @@ func outageSetup(t *testing.T, mod func(*Config)) *outageEnv {
 	if err := s.db.CreateUser(t.Context(), u); err != nil {
 		t.Fatal(err)
 	}
-	return &outageEnv{tokEnv: &tokEnv{t: t, s: s, hs: hs, user: u}, proxy: proxy, admin: admin}
+	return &outageEnv{tokEnv: &tokEnv{t: t, s: s, hs: hs, user: u}, proxy: proxy, admin: admin, dbURL: dbURL}
 }
 
 // outageWant503 checks a temporarily_unavailable answer.
@@ -209,5 +212,41 @@ func TestOutageRefreshSilent(t *testing.T) {
 			t.Fatalf("the refresh token after %s: %d %s", lock, r.status, r.raw)
 		}
 		rt = r.str("refresh_token")
+	}
+}
+
+// TestOutageUnknownKey: a token signed by a key this replica has not loaded
+// yet, while the database cannot be reached to load it, is "retry later"
+// (503), not an invalid token; the failed reload does not use up the reload
+// slot, so the token verifies as soon as the database is back.
+func TestOutageUnknownKey(t *testing.T) {
+	e := outageSetup(t, nil)
+	direct, err := storage.Open(t.Context(), e.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	// Another replica rotates the signing key, effective at once.
+	other, err := keys.New(t.Context(), direct, e.s.cfg.Secret, keys.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Rotate(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := other.Sign("at+jwt", verifyClaims(e.tokEnv, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	e.proxy.Cut()
+	_, err = e.s.VerifyAccessToken(t.Context(), tok)
+	var oe *oauth.Error
+	if !errors.As(err, &oe) || oe.Code != oauth.TemporarilyUnavailable || oe.HTTPStatus() != http.StatusServiceUnavailable || errors.Is(err, oauth.ErrInvalidToken) {
+		t.Errorf("unknown key, database down: %v, want temporarily_unavailable (503)", err)
+	}
+	e.proxy.Restore()
+	if _, err := e.s.VerifyAccessToken(t.Context(), tok); err != nil {
+		t.Errorf("unknown key, database back: %v, want the reload to happen and the token to verify", err)
 	}
 }
