@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -248,5 +250,22 @@ func TestOutageUnknownKey(t *testing.T) {
 	e.proxy.Restore()
 	if _, err := e.s.VerifyAccessToken(t.Context(), tok); err != nil {
 		t.Errorf("unknown key, database back: %v, want the reload to happen and the token to verify", err)
+	}
+}
+
+// TestOutageLogLine: the log line of an outage answer names the cause once,
+// not fosite's bare code twice wrapped.
+func TestOutageLogLine(t *testing.T) {
+	s, _ := testServer(t, false, nil)
+	var buf strings.Builder
+	s.log = slog.New(slog.NewTextHandler(&buf, nil))
+	down := fmt.Errorf("get client %q: %w: %w", "c1", storage.ErrUnavailable, errors.New("dial tcp: connection refused"))
+	w := httptest.NewRecorder()
+	s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return s.fositeError(w, r, fosite.ErrInvalidClient.WithWrap(down))
+	})(w, httptest.NewRequest(http.MethodPost, "/token", nil))
+	line := buf.String()
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(line, "connection refused") || strings.Count(line, oauth.TemporarilyUnavailable) != 1 {
+		t.Errorf("%d, log %q: want the cause, and temporarily_unavailable once", w.Code, line)
 	}
 }
