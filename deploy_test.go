@@ -256,9 +256,14 @@ func TestDeployKubernetesManifests(t *testing.T) {
 	hpa := deployOne[*autoscalingv2.HorizontalPodAutoscaler](t, objs)
 	np := deployOne[*networkingv1.NetworkPolicy](t, objs)
 
-	// Deployment: 3 replicas, probes on the right paths and port.
-	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 3 {
-		t.Errorf("Deployment replicas = %v, want 3", dep.Spec.Replicas)
+	// Deployment: 3 replicas (from the HPA, which owns the count: a
+	// replicas field would be reset on every apply), probes on the right
+	// paths and port.
+	if dep.Spec.Replicas != nil {
+		t.Errorf("Deployment replicas = %d: the HPA manages the count, leave it out", *dep.Spec.Replicas)
+	}
+	if hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas != 3 {
+		t.Errorf("HPA minReplicas = %v, want 3", hpa.Spec.MinReplicas)
 	}
 	podLabels := dep.Spec.Template.Labels
 	if dep.Spec.Selector == nil || !deployLabelsMatch(dep.Spec.Selector.MatchLabels, podLabels) {
@@ -322,7 +327,10 @@ func TestDeployKubernetesManifests(t *testing.T) {
 			t.Errorf("%s probe port %s is not the listening port %d", what, p.HTTPGet.Port.String(), listen)
 		}
 	}
-	probePort("readiness", c.ReadinessProbe, "/readyz")
+	// Readiness is /healthz: /readyz follows the shared database, and a
+	// database outage must not take every replica out of the Service (/mcp
+	// keeps working; docs/deploy.md).
+	probePort("readiness", c.ReadinessProbe, "/healthz")
 	probePort("liveness", c.LivenessProbe, "/healthz")
 	if c.StartupProbe != nil {
 		probePort("startup", c.StartupProbe, "/healthz")
@@ -359,6 +367,17 @@ func TestDeployKubernetesManifests(t *testing.T) {
 	}
 	if cm.Data["MCPAUTH_TRUSTED_PROXIES"] == "" {
 		t.Errorf("MCPAUTH_TRUSTED_PROXIES is not set: client IPs (rate limits, logs) would be the proxy's")
+	}
+	for _, p := range strings.Split(cm.Data["MCPAUTH_TRUSTED_PROXIES"], ",") {
+		// The ingress controller's pods, not the pod network: any pod
+		// trusted as a proxy can forge X-Forwarded-For.
+		pfx, err := netip.ParsePrefix(strings.TrimSpace(p))
+		if err != nil || (pfx.Addr().Is4() && pfx.Bits() < 16) || (pfx.Addr().Is6() && pfx.Bits() < 48) {
+			t.Errorf("MCPAUTH_TRUSTED_PROXIES %q: want narrow prefixes (the ingress controller's pods), not %q", cm.Data["MCPAUTH_TRUSTED_PROXIES"], p)
+		}
+	}
+	if cpu := c.Resources.Limits.Cpu(); cpu == nil || cpu.IsZero() {
+		t.Errorf("Deployment sets no CPU limit: GOMAXPROCS, and the default pool of max(8, 4×GOMAXPROCS) connections, would follow the node's cores")
 	}
 	if tg := dep.Spec.Template.Spec.TerminationGracePeriodSeconds; tg == nil || *tg < 25 {
 		t.Errorf("terminationGracePeriodSeconds %v is shorter than the 20s drain", tg)
@@ -420,6 +439,16 @@ func TestDeployKubernetesManifests(t *testing.T) {
 		for _, p := range r.Ports {
 			if p.Port != nil && (p.Port.IntVal == listen || portNamed[p.Port.StrVal] == listen) {
 				ingressOK = true
+			}
+		}
+		// A rule without from admits every pod, and any pod that reaches
+		// the port from a trusted proxy's address forges client IPs.
+		if len(r.From) == 0 {
+			t.Errorf("NetworkPolicy ingress rule %v admits any source: want a from: naming the ingress controller", r.Ports)
+		}
+		for _, f := range r.From {
+			if f.IPBlock == nil && f.NamespaceSelector == nil && f.PodSelector == nil {
+				t.Errorf("NetworkPolicy ingress from: an empty peer")
 			}
 		}
 	}
@@ -586,6 +615,13 @@ func TestDeployDockerfile(t *testing.T) {
 		cur.WriteString(line)
 		lines = append(lines, cur.String())
 		cur.Reset()
+	}
+	for _, l := range lines {
+		// The golang image's GOPATH is /go: a cache mount elsewhere caches
+		// nothing.
+		if strings.Contains(l, "target=/root/go/") {
+			t.Errorf("a cache mount at /root/go: the module cache is /go/pkg/mod: %s", l)
+		}
 	}
 	var stages [][]string
 	for _, l := range lines {

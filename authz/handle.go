@@ -36,9 +36,10 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 		switch {
 		case errors.As(err, &tooBig):
 			err = &oauth.Error{Code: oauth.InvalidRequest, Description: "request body too large", Status: http.StatusRequestEntityTooLarge, Err: err}
-		case storage.IsUnavailable(err) && (!errors.As(err, &oe) || oe.HTTPStatus() >= 500):
+		case storage.IsUnavailable(err) && (!errors.As(err, &oe) || oe.HTTPStatus() >= 500) &&
+			(oe == nil || oe.HTTPStatus() != http.StatusServiceUnavailable):
 			// A server error caused by the outage is the outage; a client
-			// error (400, 401) stays what it is.
+			// error (400, 401) stays what it is, and a 503 is one already.
 			err = unavailable(w, err)
 		}
 		switch status := oauth.WriteError(w, err); {
@@ -49,6 +50,9 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 		}
 	}
 }
+
+// touchTimeout bounds the client's last-used update after a token response.
+const touchTimeout = 2 * time.Second
 
 // unavailableRetryAfter is the Retry-After (seconds) of an answer given
 // while the database is unreachable: long enough not to hammer a recovering

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mcpauth/mcpauth/authz/keys"
+	"github.com/mcpauth/mcpauth/storage"
 	"github.com/mcpauth/mcpauth/storage/storagetest"
 )
 
@@ -24,13 +25,18 @@ var testScopes = []Scope{
 // if not nil, adjusts the Config before New.
 func testServer(t *testing.T, tls bool, mod func(*Config)) (*Server, *httptest.Server) {
 	t.Helper()
+	return testServerOn(t, storagetest.New(t), tls, mod)
+}
+
+// testServerOn is testServer on the database db.
+func testServerOn(t *testing.T, db *storage.DB, tls bool, mod func(*Config)) (*Server, *httptest.Server) {
+	t.Helper()
 	hs := httptest.NewUnstartedServer(nil)
 	scheme := "http"
 	if tls {
 		scheme = "https"
 	}
 	issuer := scheme + "://" + hs.Listener.Addr().String()
-	db := storagetest.New(t)
 	secret := []byte("test secret: 0123456789abcdef0123456789abcdef")
 	ks, err := keys.New(t.Context(), db, secret, keys.Options{})
 	if err != nil {

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 
 	"github.com/ory/fosite"
@@ -54,6 +55,17 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) error 
 	resp := introspection{}
 	sess := &grantSession{}
 	use, ar, err := s.oauth.provider.IntrospectToken(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")), sess)
+	if err != nil {
+		// Only a token that is not active is {"active":false}; a token that
+		// could not be looked up is an error (RFC 7662 §2.3), or the
+		// resource server would drop a valid token.
+		if storage.IsUnavailable(err) {
+			return unavailable(w, err)
+		}
+		if fe := fosite.ErrorToRFC6749Error(err); fe.CodeField >= 500 {
+			return fmt.Errorf("introspect: %s: %w", fe.WithExposeDebug(true).GetDescription(), err)
+		}
+	}
 	if err == nil && s.mayIntrospect(caller, ar) {
 		resp = s.introspection(use, ar)
 	}

@@ -65,6 +65,10 @@ type Config struct {
 	// JWKSMaxAge is how long clients may cache /jwks.json; a rotated-in key
 	// must be published longer than this before it signs.
 	JWKSMaxAge time.Duration
+	// RequestTimeout is the deadline of every request's work (database
+	// calls included), so that a database that stops answering makes the
+	// request a 503, not a hang; 0 means DefaultRequestTimeout.
+	RequestTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -137,6 +141,9 @@ func New(cfg Config, db *storage.DB, keys KeySet, log *slog.Logger) (*Server, er
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
 	s := &Server{cfg: cfg, db: db, keys: keys, log: log}
 	var err error
 	if s.pages, err = web.Pages(); err != nil {
@@ -154,9 +161,15 @@ func New(cfg Config, db *storage.DB, keys KeySet, log *slog.Logger) (*Server, er
 	return s, nil
 }
 
+// DefaultRequestTimeout is Config.RequestTimeout's default: longer than
+// any healthy request (a password hash, a metadata document fetch), short
+// enough that a client retries rather than gives up.
+const DefaultRequestTimeout = 10 * time.Second
+
 // Routes is every route of the authorization server.
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
+	r.Use(s.deadline)
 	public := func(path string, h http.HandlerFunc) {
 		r.With(openCORS).Get(path, h)
 		r.With(openCORS).Options(path, h) // answered by openCORS
@@ -174,6 +187,17 @@ func (s *Server) Routes() http.Handler {
 	s.accountRoutes(r)
 	s.adminRoutes(r)
 	return r
+}
+
+// deadline gives the request's context the server's RequestTimeout: a
+// database call past it fails as storage.ErrUnavailable, which the handlers
+// answer with 503 and Retry-After.
+func (s *Server) deadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // subkey derives the key for one purpose from the server secret (RFC 5869),

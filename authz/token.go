@@ -137,14 +137,6 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return s.tokenError(ctx, w, r, ar, err)
 	}
-	// The client record fosite just read says when it was last touched:
-	// within the minute TouchClient would not write anyway, so the round
-	// trip is skipped (docs/benchmarks.md).
-	if client.LastUsedAt == nil || s.cfg.Now().Sub(*client.LastUsedAt) >= time.Minute {
-		if err := s.db.TouchClient(ctx, client.ID); err != nil {
-			s.log.WarnContext(ctx, "token: touch client", "client_id", client.ID, "err", err)
-		}
-	}
 	event := storage.EventTokenIssued
 	if grant == grantRefreshToken {
 		event = storage.EventTokenRefreshed
@@ -156,6 +148,21 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 	s.audit(r, storage.AuditEvent{Event: event, Actor: "client:" + client.ID, Subject: subject, ClientID: client.ID,
 		Details: map[string]any{"grant_type": grant, "grant_id": ar.GetID(), "scopes": []string(ar.GetGrantedScopes())}})
 	s.oauth.provider.WriteAccessResponse(ctx, w, ar, resp)
+	// The client record fosite just read says when it was last touched:
+	// within the minute TouchClient would not write anyway, so the round
+	// trip is skipped (docs/benchmarks.md).
+	if client.LastUsedAt != nil && s.cfg.Now().Sub(*client.LastUsedAt) < time.Minute {
+		return nil
+	}
+	// The tokens are stored: they reach the client before anything else
+	// touches the database, or a hung last-used update would lose a rotated
+	// refresh token (the client would retry with the old one: reuse).
+	_ = http.NewResponseController(w).Flush()
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), touchTimeout)
+	defer cancel()
+	if err := s.db.TouchClient(tctx, client.ID); err != nil {
+		s.log.WarnContext(ctx, "token: touch client", "client_id", client.ID, "err", err)
+	}
 	return nil
 }
 
@@ -250,7 +257,7 @@ func (s *Server) fositeError(w http.ResponseWriter, r *http.Request, err error) 
 		// fosite wraps storage errors (a client lookup as invalid_client,
 		// the rest as server_error): the cause decides, so that an outage
 		// never tells a client its credentials or grant are bad.
-		return unavailable(w, err)
+		return unavailable(w, fositeCause(err))
 	}
 	var oe *oauth.Error
 	if errors.As(err, &oe) {
@@ -268,7 +275,12 @@ func (s *Server) fositeError(w http.ResponseWriter, r *http.Request, err error) 
 		return err
 	}
 	fe := fosite.ErrorToRFC6749Error(err)
-	if fe.CodeField >= 500 && fe.ErrorField != oauth.TemporarilyUnavailable {
+	if fe.ErrorField == oauth.TemporarilyUnavailable {
+		// fosite's own (its revocation handler drops the cause): the client
+		// must retry, so 503 with Retry-After (RFC 7009 §2.2.1), not a 400.
+		return unavailable(w, fmt.Errorf("%s: %w", fe.WithExposeDebug(true).GetDescription(), err))
+	}
+	if fe.CodeField >= 500 {
 		// fosite's Error() is only the code; the log needs the cause.
 		return fmt.Errorf("%s: %s: %w", r.URL.Path, fe.WithExposeDebug(true).GetDescription(), err)
 	}
@@ -288,6 +300,16 @@ func (s *Server) fositeError(w http.ResponseWriter, r *http.Request, err error) 
 		status = http.StatusBadRequest
 	}
 	return &oauth.Error{Code: code, Description: fe.GetDescription(), Status: status, Err: err}
+}
+
+// fositeCause is err for the log: fosite's Error() is only its code, so a
+// fosite error is replaced by its code and its cause.
+func fositeCause(err error) error {
+	var fe *fosite.RFC6749Error
+	if errors.As(err, &fe) && fe.Unwrap() != nil {
+		return fmt.Errorf("%s: %w", fe.ErrorField, fe.Unwrap())
+	}
+	return err
 }
 
 // errNoClient answers a request that names no client at all: RFC 6749 §5.2

@@ -7,6 +7,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/mcpauth/mcpauth/authz/oauth"
+	"github.com/mcpauth/mcpauth/storage"
 )
 
 // userinfo is the OIDC Core §5.3.2 response: sub always, preferred_username
@@ -34,6 +35,11 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) error {
 	}
 	sess := &grantSession{}
 	use, ar, err := s.oauth.provider.IntrospectToken(ctx, token, fosite.AccessToken, sess)
+	if storage.IsUnavailable(err) {
+		// The token could not be looked up: it is not invalid, and a 401
+		// would make the client discard it (RFC 6750 §3.1).
+		return unavailable(w, err)
+	}
 	if err != nil || use != fosite.AccessToken {
 		// A refresh token is not a bearer credential (fosite's introspection
 		// would accept one here).

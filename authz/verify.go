@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mcpauth/mcpauth/authz/keys"
 	"github.com/mcpauth/mcpauth/authz/oauth"
+	"github.com/mcpauth/mcpauth/storage"
 )
 
 // Access-token verification for the resource server (DESIGN §4), in
@@ -150,10 +152,22 @@ func (s *Server) VerifyAccessToken(ctx context.Context, token string) (*oauth.To
 		var err error
 		if pat {
 			info, err = s.verifyPAT(ctx, token)
+			if storage.IsUnavailable(err) {
+				return nil, &oauth.Error{Code: oauth.TemporarilyUnavailable, Description: "the token cannot be checked now; retry later", Status: http.StatusServiceUnavailable, Err: err}
+			}
 		} else {
 			info, err = s.verifyAccessToken(token, now)
-			if errors.Is(err, errTokenUnknownKey) && s.reloadKeys(ctx, now) {
-				info, err = s.verifyAccessToken(token, now)
+			if errors.Is(err, errTokenUnknownKey) {
+				reloaded, rerr := s.reloadKeys(ctx, now)
+				switch {
+				case reloaded:
+					info, err = s.verifyAccessToken(token, now)
+				case storage.IsUnavailable(rerr):
+					// The key may well be ours, signed after this replica last
+					// loaded the set: not an invalid token (a 401 would make
+					// the client drop it), but try again later.
+					return nil, &oauth.Error{Code: oauth.TemporarilyUnavailable, Description: "the signing keys cannot be loaded now; retry later", Status: http.StatusServiceUnavailable, Err: rerr}
+				}
 			}
 		}
 		if err != nil {
@@ -237,22 +251,24 @@ func (s *Server) verifyAccessToken(token string, now time.Time) (*oauth.TokenInf
 }
 
 // reloadKeys reloads the key set, at most once every keyReloadEvery across
-// all requests, and reports whether it did.
-func (s *Server) reloadKeys(ctx context.Context, now time.Time) bool {
+// all requests, and reports whether it did, or why it failed. A failed
+// reload does not count: the next unknown kid tries again.
+func (s *Server) reloadKeys(ctx context.Context, now time.Time) (bool, error) {
 	kr, ok := s.keys.(keyReloader)
 	if !ok {
-		return false
+		return false, nil
 	}
 	v := s.oauth.verify
 	last := v.lastKeyReload.Load()
 	if now.UnixNano()-last < int64(keyReloadEvery) || !v.lastKeyReload.CompareAndSwap(last, now.UnixNano()) {
-		return false
+		return false, nil
 	}
 	if err := kr.Reload(ctx); err != nil {
+		v.lastKeyReload.CompareAndSwap(now.UnixNano(), last)
 		s.log.WarnContext(ctx, "reload signing keys for an unknown kid", "err", err)
-		return false
+		return false, err
 	}
-	return true
+	return true, nil
 }
 
 // keyError turns the key set's refusal into a verification failure. The key

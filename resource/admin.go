@@ -123,6 +123,8 @@ func adminListGrantsSchema() *jsonschema.Schema {
 
 func (a *adminTools) listGrants(ctx context.Context, _ *mcp.CallToolRequest, in adminListGrantsIn) (*mcp.CallToolResult, adminListGrantsOut, error) {
 	var out adminListGrantsOut
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
 	caller, err := a.authorize(ctx)
 	if err != nil {
 		return nil, out, err
@@ -207,6 +209,8 @@ type adminRevokeOut struct {
 
 func (a *adminTools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in adminRevokeIn) (*mcp.CallToolResult, adminRevokeOut, error) {
 	var out adminRevokeOut
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
 	caller, err := a.authorize(ctx)
 	if err != nil {
 		return nil, out, err
@@ -356,6 +360,11 @@ func (a *adminTools) internal(ctx context.Context, op string, err error) error {
 	a.s.log.ErrorContext(ctx, "admin tool failed", "op", op, "err", err)
 	return fmt.Errorf("%s failed: internal error (see the server log)", op)
 }
+
+// adminTimeout is the deadline of an admin tool's database work: a database
+// that stops answering makes the call the errUnavailable error when it
+// passes, not a hang.
+const adminTimeout = 10 * time.Second
 
 // errUnavailable answers a call that needed the database while it was
 // unreachable: a JSON-RPC server error (JSON-RPC 2.0 §5.1 reserves -32000

@@ -630,3 +630,25 @@ func TestAdminToolSchemas(t *testing.T) {
 		t.Error("admin_list_grants must be read-only and admin_revoke not")
 	}
 }
+
+// TestAdminDatabaseSilent: a database that does not answer (the users table
+// is locked by another session) makes an admin tool the temporarily
+// unavailable JSON-RPC error at the tools' deadline, not a hang.
+func TestAdminDatabaseSilent(t *testing.T) {
+	e := newAdminEnv(t, resource.Policy{})
+	cs := e.session(e.token("app-one", "root", "mcp", "admin"))
+	tx, err := e.db.Pool().Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(t.Context(), `LOCK TABLE users IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "admin_list_grants", Arguments: map[string]any{}})
+	if ctx.Err() != nil || err == nil || !strings.Contains(err.Error(), "temporarily unavailable") {
+		t.Errorf("admin_list_grants with the database silent: %v (client deadline: %v), want the temporarily unavailable error", err, ctx.Err())
+	}
+}

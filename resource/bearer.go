@@ -195,6 +195,15 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*oauth.To
 			s.unauthorized(w, oauth.InvalidToken, safeDescription(err))
 			return nil, false
 		}
+		if oe := (*oauth.Error)(nil); errors.As(err, &oe) && oe.HTTPStatus() == http.StatusServiceUnavailable {
+			// The verifier cannot decide now (the signing keys cannot be
+			// loaded while the database is down): 503 with Retry-After,
+			// never a 401 that would make the client drop a good token.
+			s.log.WarnContext(r.Context(), "token verification unavailable", "err", err)
+			w.Header().Set("Retry-After", "5")
+			oauth.WriteError(w, err)
+			return nil, false
+		}
 		s.log.ErrorContext(r.Context(), "token verification failed", "err", err)
 		oauth.WriteError(w, err)
 		return nil, false

@@ -722,3 +722,18 @@ func TestEndpointScopeRequired(t *testing.T) {
 		t.Fatalf("tools/list with a sign-in-only token: %s %q", r.Status, r.Header.Get("WWW-Authenticate"))
 	}
 }
+
+// TestVerifierUnavailable: a verifier that cannot decide now (its signing
+// keys cannot be loaded while the database is down) is a 503 with
+// Retry-After, not a 401 that would make the client drop its token.
+func TestVerifierUnavailable(t *testing.T) {
+	e := rsNewEnv(t, func(c *Config) {
+		c.Verify = func(context.Context, string) (*oauth.TokenInfo, error) {
+			return nil, &oauth.Error{Code: oauth.TemporarilyUnavailable, Description: "retry later", Status: http.StatusServiceUnavailable}
+		}
+	})
+	resp := e.rsPost(t, "some-token", rsCall(1, "whoami"))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "5" || resp.Header.Get("WWW-Authenticate") != "" {
+		t.Errorf("got %d Retry-After %q WWW-Authenticate %q", resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("WWW-Authenticate"))
+	}
+}

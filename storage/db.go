@@ -67,9 +67,14 @@ var (
 	_ fositestorage.Transactional = (*DB)(nil)
 )
 
+// DefaultConnectTimeout bounds the whole connection set-up (TCP, TLS,
+// authentication) when the database URL sets no connect_timeout.
+const DefaultConnectTimeout = 5 * time.Second
+
 // Open connects a pool to the PostgreSQL database at url (postgres:// or
 // postgresql://, or a key=value DSN) and pings it. Pool settings given in the URL
-// (pool_max_conns, pool_max_conn_idle_time, ...) win over the defaults set here.
+// (pool_max_conns, pool_max_conn_idle_time, ...) and connect_timeout win over
+// the defaults set here.
 func Open(ctx context.Context, url string) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -87,6 +92,12 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	}
 	if !set["pool_health_check_period"] {
 		cfg.HealthCheckPeriod = 30 * time.Second
+	}
+	if !set["connect_timeout"] {
+		// A server that accepts TCP but never answers (a partition, a
+		// stopped host behind a live proxy) must fail the connect, not hang
+		// it: pgx has no timeout of its own.
+		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "mcpauth"
@@ -217,8 +228,9 @@ func unavailableCode(err error) bool {
 // connectionFailure reports whether err, returned by pgx, is PostgreSQL
 // being unreachable rather than a problem with the statement: a failed
 // dial, a connection closed or reset under the query, a server shutting
-// down or starting up, or out of connection slots. A caller's own
-// cancellation is not one. Only dbErr calls it: every network error in a
+// down or starting up, out of connection slots, or not answering before the
+// caller's deadline (context.DeadlineExceeded: the query or the wait for a
+// pooled connection outlived it). A caller's own cancellation is not one. Only dbErr calls it: every network error in a
 // pgx call is the database's.
 func connectionFailure(err error) bool {
 	if errors.Is(err, context.Canceled) {
@@ -232,7 +244,8 @@ func connectionFailure(err error) bool {
 	switch {
 	case IsUnavailable(err), errors.As(err, &netErr):
 		return true
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return true
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -72,5 +73,70 @@ func TestUnavailable(t *testing.T) {
 	cancel()
 	if _, err := db.Client(ctx, "some-client"); storage.IsUnavailable(err) {
 		t.Errorf("a cancelled request is not an outage: %v", err)
+	}
+}
+
+// TestUnavailableSilent: a database that accepts connections but never
+// answers (a partition) fails a connect within the default connect timeout
+// and a query at the caller's deadline, both as ErrUnavailable, instead of
+// hanging.
+func TestUnavailableSilent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // accepted, never answered
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := storage.Open(context.Background(), "postgres://nobody@"+ln.Addr().String()+"/none")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !storage.IsUnavailable(err) {
+			t.Errorf("Open on a silent server: %v, want a database-unavailable error", err)
+		}
+	case <-time.After(3 * storage.DefaultConnectTimeout):
+		t.Fatal("Open on a silent server hangs: no default connect timeout")
+	}
+
+	proxy := storagetest.NewProxy(t, storagetest.URL(t))
+	db, err := storage.Open(t.Context(), proxy.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Client(t.Context(), "some-client"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	proxy.Silence()
+	for range 2 { // the pooled connection, then a new one
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		_, err = db.Client(ctx, "some-client")
+		cancel()
+		if !errors.Is(err, storage.ErrUnavailable) || !storage.IsUnavailable(err) {
+			t.Errorf("query on a silent server past its deadline: %v, want ErrUnavailable", err)
+		}
+	}
+	proxy.Restore()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := db.Client(t.Context(), "some-client")
+		if errors.Is(err, storage.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the partition healed: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -359,16 +359,29 @@ func (s *Set) Run(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		if err := s.Reload(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
+		s.runOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// runTimeout bounds one reload of Run: a database that stops answering must
+// not hold the set's lock (and with it every request's reload) for long.
+const runTimeout = 10 * time.Second
+
+// runOnce is one tick of Run.
+func (s *Set) runOnce(ctx context.Context) {
+	tctx, cancel := context.WithTimeout(ctx, runTimeout)
+	defer cancel()
+	if err := s.Reload(tctx); err != nil {
+		if ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "reload signing keys", "err", err)
-			continue
 		}
-		if _, err := s.store.DeleteRemovedSigningKeys(ctx, s.now()); err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "delete removed signing keys", "err", err)
-		}
+		return
+	}
+	if _, err := s.store.DeleteRemovedSigningKeys(tctx, s.now()); err != nil && ctx.Err() == nil {
+		s.log.ErrorContext(ctx, "delete removed signing keys", "err", err)
 	}
 }
 

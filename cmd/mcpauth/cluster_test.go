@@ -550,6 +550,11 @@ func TestCluster(t *testing.T) {
 	registered := 0
 	// The user's grant, refreshed through the outage below.
 	var userClientID, userRefresh string
+	// A second client of the user's, not consented to yet: the outage
+	// subtest opens its consent page and submits it while the database is
+	// down.
+	var userBrowser *browser
+	var consentURL string
 	t.Run("browser session and consent across replicas", func(t *testing.T) {
 		// Each request of the flow goes to the next replica: the sign-in
 		// form, the sign-in, the consent page, the approval and the code
@@ -618,6 +623,19 @@ func TestCluster(t *testing.T) {
 			rt = next
 		}
 		userClientID, userRefresh = conf.ClientID, rt
+
+		md, _ = json.Marshal(map[string]any{
+			"redirect_uris": []string{callback}, "token_endpoint_auth_method": "none",
+			"grant_types": []string{"authorization_code", "refresh_token"}, "application_type": "native", "client_name": "second",
+		})
+		status, second := clusterRegister(t, issuer, "", md)
+		if status != http.StatusCreated {
+			t.Fatalf("register the second client: %d %v", status, second)
+		}
+		registered++
+		conf2 := *conf
+		conf2.ClientID = second["client_id"].(string)
+		userBrowser, consentURL = b, conf2.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
 	})
 
 	t.Run("rate limit shared through Redis", func(t *testing.T) {
@@ -715,8 +733,15 @@ func TestCluster(t *testing.T) {
 				inflight++
 			}
 		}
-		failures, afterOK := 0, 0
+		failures, afterOK, afterLive := 0, 0, 0
 		for _, r := range records {
+			if r.backend != victim && r.start.After(stamp) {
+				// Routed to a live replica after the kill: must succeed.
+				afterLive++
+				if r.err != nil || r.status != http.StatusOK {
+					t.Errorf("a request to live replica %d, %s after the kill: status %d, %v", r.backend, r.start.Sub(stamp).Round(time.Millisecond), r.status, r.err)
+				}
+			}
 			failed := r.err != nil && !errors.Is(r.err, syscall.ECONNREFUSED)
 			if failed {
 				failures++
@@ -745,8 +770,8 @@ func TestCluster(t *testing.T) {
 		if failures > inflight || clientFailures > inflight {
 			t.Errorf("%d (proxy) / %d (clients) requests failed, more than the %d in flight at the killed replica", failures, clientFailures, inflight)
 		}
-		if afterOK < 10 {
-			t.Errorf("the other replicas served only %d requests after the kill", afterOK)
+		if afterOK < 10 || afterOK != afterLive {
+			t.Errorf("the other replicas served %d of the %d requests they got after the kill (want all, at least 10)", afterOK, afterLive)
 		}
 		// A replacement joins the same database and serves at once.
 		replicas[victim].start(t)
@@ -775,11 +800,17 @@ func TestCluster(t *testing.T) {
 		refreshCounts := map[int]int{}
 		go func() {
 			var issued []string
+			client := &http.Client{Timeout: 20 * time.Second}
 			for i := 0; refreshCtx.Err() == nil && userRefresh != "" && i < 10000; i++ {
 				form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {userRefresh}, "client_id": {userClientID}}
-				resp, err := http.PostForm(issuer+"/token", form)
+				req, _ := http.NewRequestWithContext(refreshCtx, http.MethodPost, issuer+"/token", strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				resp, err := client.Do(req)
 				if err != nil {
-					refreshErrs = append(refreshErrs, err.Error())
+					if refreshCtx.Err() == nil {
+						refreshErrs = append(refreshErrs, err.Error())
+						time.Sleep(200 * time.Millisecond)
+					}
 					continue
 				}
 				var out map[string]any
@@ -798,6 +829,15 @@ func TestCluster(t *testing.T) {
 			}
 			refreshDone <- issued
 		}()
+		// The consent page of the second client, opened before the outage
+		// and submitted during it.
+		var consentPage *page
+		if userBrowser != nil {
+			consentPage = userBrowser.follow(userBrowser.get(consentURL))
+			if consentPage.status != http.StatusOK || !strings.Contains(consentPage.body, `name="decision"`) {
+				t.Fatalf("the second client's consent page: %d\n%s", consentPage.status, consentPage.body)
+			}
+		}
 		time.Sleep(time.Second)
 		if err := pg.Stop(t.Context()); err != nil {
 			t.Fatal(err)
@@ -816,6 +856,17 @@ func TestCluster(t *testing.T) {
 			// result, and nothing of the cause.
 			if _, body := clusterAdminCall(t, r.base, adminToken); !strings.Contains(body, `"code":-32000`) || !strings.Contains(body, "temporarily unavailable") {
 				t.Errorf("replica %d admin_list_grants with the database down: %s", i, body)
+			}
+			clusterOutageEndpoints(t, i, r.base, clientID, secret, before)
+		}
+		if consentPage != nil {
+			p := userBrowser.approve(consentPage)
+			if p.status != http.StatusServiceUnavailable || p.header.Get("Retry-After") == "" || p.header.Get("Location") != "" {
+				t.Errorf("consent submitted with the database down: %d Retry-After %q Location %q", p.status, p.header.Get("Retry-After"), p.header.Get("Location"))
+			}
+			p = userBrowser.get(consentURL)
+			if p.status != http.StatusServiceUnavailable || p.header.Get("Retry-After") == "" {
+				t.Errorf("/authorize of a signed-in user with the database down: %d Retry-After %q", p.status, p.header.Get("Retry-After"))
 			}
 		}
 		time.Sleep(10*time.Second - time.Since(down))
@@ -1004,6 +1055,9 @@ func TestCluster(t *testing.T) {
 				if json.Unmarshal([]byte(line), &entry) != nil {
 					continue
 				}
+				if strings.Contains(line, `"level":"ERROR"`) && entry.Msg != "request" {
+					t.Logf("replica %d logged: %s", i, strings.TrimSpace(line))
+				}
 				switch entry.Status {
 				case http.StatusInternalServerError:
 					t.Errorf("replica %d answered 500: %s", i, line)
@@ -1020,6 +1074,64 @@ func TestCluster(t *testing.T) {
 }
 
 // clusterFreePort is a free loopback port.
+// clusterOutageEndpoints checks, at one replica while the database is down,
+// that every endpoint of the authorization server that needs it answers
+// temporarily_unavailable with 503 and Retry-After: never invalid_token,
+// invalid_client or an inactive token for credentials that are fine.
+func clusterOutageEndpoints(t *testing.T, i int, base, clientID, secret, accessToken string) {
+	t.Helper()
+	check := func(what string, req *http.Request) {
+		t.Helper()
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+		if err != nil {
+			t.Errorf("replica %d %s with the database down: %v", i, what, err)
+			return
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || out["error"] != "temporarily_unavailable" {
+			t.Errorf("replica %d %s with the database down: %d Retry-After %q %v, want 503 temporarily_unavailable", i, what, resp.StatusCode, resp.Header.Get("Retry-After"), out)
+		}
+	}
+	form := func(path string, v url.Values) *http.Request {
+		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(clientID, secret)
+		return req
+	}
+	check("/introspect", form("/introspect", url.Values{"token": {accessToken}}))
+	check("/revoke", form("/revoke", url.Values{"token": {accessToken}}))
+	req, _ := http.NewRequest(http.MethodGet, base+"/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	check("/userinfo", req)
+	// From an address of its own (the replicas trust the loopback proxy's
+	// X-Forwarded-For): the test's registration budget is spent.
+	req, _ = http.NewRequest(http.MethodPost, base+"/register", strings.NewReader(`{"redirect_uris":["http://127.0.0.1:1/cb"],"token_endpoint_auth_method":"none"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", fmt.Sprintf("192.0.2.%d", 10+i))
+	check("/register", req)
+}
+
+// clusterRegister registers a client at base (from the address xff when not
+// empty) and returns the status and the answer.
+func clusterRegister(t *testing.T, base, xff string, md []byte) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/register", bytes.NewReader(md))
+	req.Header.Set("Content-Type", "application/json")
+	if xff != "" {
+		req.Header.Set("X-Forwarded-For", xff)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
 func clusterFreePort(t *testing.T) int {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(freeAddr(t))
