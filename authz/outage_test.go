@@ -269,3 +269,25 @@ func TestOutageLogLine(t *testing.T) {
 		t.Errorf("%d, log %q: want the cause, and temporarily_unavailable once", w.Code, line)
 	}
 }
+
+// TestOutagePAT: a personal access token not yet cached cannot be looked up
+// while the database is down: temporarily_unavailable (503), not an invalid
+// token; once the database is back it verifies.
+func TestOutagePAT(t *testing.T) {
+	e := outageSetup(t, nil)
+	tok, _, err := e.s.CreatePersonalAccessToken(t.Context(), PATRequest{UserID: e.user.ID, Name: "script",
+		Scopes: []string{"mcp"}, TTL: time.Hour, CreatedBy: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.proxy.Cut()
+	_, err = e.s.VerifyAccessToken(t.Context(), tok)
+	var oe *oauth.Error
+	if !errors.As(err, &oe) || oe.Code != oauth.TemporarilyUnavailable || oe.HTTPStatus() != http.StatusServiceUnavailable || errors.Is(err, oauth.ErrInvalidToken) {
+		t.Errorf("personal access token, database down: %v, want temporarily_unavailable (503)", err)
+	}
+	e.proxy.Restore()
+	if _, err := e.s.VerifyAccessToken(t.Context(), tok); err != nil {
+		t.Errorf("personal access token, database back: %v", err)
+	}
+}
