@@ -46,8 +46,15 @@ const (
 	DefaultStartTimeout   = 30 * time.Second
 	DefaultMaxResultBytes = 4 << 20
 	DefaultHealthInterval = 30 * time.Second
-	// MaxTools caps the tools mounted from one upstream.
+	// MaxTools caps the tools and pages of tools read from one upstream's
+	// tools/list (skipped tools count too).
 	MaxTools = 1000
+	// MaxToolBytes caps one tool's definition as JSON (name, description,
+	// schemas, annotations); a larger tool is skipped.
+	MaxToolBytes = 64 << 10
+	// MaxToolListBytes caps the definitions mounted from one upstream, in
+	// all; the rest of a larger list is ignored.
+	MaxToolListBytes = 4 << 20
 )
 
 // Config is one upstream MCP server.
