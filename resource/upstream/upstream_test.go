@@ -26,6 +26,7 @@ type upstreamEnv struct {
 	rs        *resource.Server
 	mgr       *Manager
 	client    *mcp.ClientSession
+	url       string // the resource server's /mcp
 }
 
 func newUpstreamEnv(t *testing.T, mod func(*Config)) *upstreamEnv {
@@ -57,6 +58,7 @@ func newUpstreamEnv(t *testing.T, mod func(*Config)) *upstreamEnv {
 		t.Fatal(err)
 	}
 	h = rs.Routes()
+	e.url = front.URL + "/mcp"
 	cfg := Config{Name: "up", Prefix: "up_", URL: up.URL, Start: StartBoot, Timeout: 500 * time.Millisecond, HealthInterval: 100 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)
