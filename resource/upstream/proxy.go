@@ -25,6 +25,13 @@ import (
 // with their own code.
 const CodeUpstream = -32000
 
+// An upstream's JSON-RPC error is passed on only up to these sizes: its
+// message, and the whole error as JSON (with its data).
+const (
+	maxErrorMessage = 4 << 10
+	maxErrorBytes   = 16 << 10
+)
+
 // progressSink is where an upstream's progress for one call goes: the
 // downstream request's session and context, under the client's own token.
 // Notifications wait in a small buffer that run writes out, so that a
@@ -128,7 +135,11 @@ func (u *upstream) call(ctx context.Context, name string, req *mcp.CallToolReque
 		// -32003 and -32004 are the go-sdk's own "closing" errors, not the
 		// upstream's.
 		if errors.As(err, &rpcErr) && rpcErr.Code != 0 && rpcErr.Code != -32003 && rpcErr.Code != -32004 {
-			// The upstream's own error, unchanged.
+			// The upstream's own error, unchanged, unless it is too large.
+			if b, err := json.Marshal(rpcErr); err != nil || len(rpcErr.Message) > maxErrorMessage || len(b) > min(maxErrorBytes, u.cfg.MaxResultBytes) {
+				u.log.WarnContext(ctx, "upstream error too large", "tool", name, "bytes", len(b))
+				return nil, OutcomeError, u.upstreamError("error too large")
+			}
 			return nil, OutcomeError, rpcErr
 		}
 		u.log.WarnContext(ctx, "upstream call failed", "tool", name, "err", err)

@@ -143,6 +143,19 @@ func TestCallErrors(t *testing.T) {
 	if !errors.As(err, &rpcErr) || rpcErr.Code != CodeUpstream || !strings.Contains(rpcErr.Message, "no answer within 500ms") {
 		t.Errorf("up_sleep: %v, want -32000 no answer within 500ms", err)
 	}
+	// An upstream error past the caps is replaced.
+	for name, rpc := range map[string]*jsonrpc.Error{
+		"longmessage": {Code: -32099, Message: strings.Repeat("m", maxErrorMessage+1)},
+		"bigdata":     {Code: -32099, Message: "big", Data: []byte(`"` + strings.Repeat("d", maxErrorBytes) + `"`)},
+	} {
+		e.upstream.AddTool(&mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}},
+			func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { return nil, rpc })
+		poll(t, name+" to be mounted", func() bool { return e.has("up_" + name) })
+		_, err = e.client.CallTool(t.Context(), &mcp.CallToolParams{Name: "up_" + name})
+		if !errors.As(err, &rpcErr) || rpcErr.Code != CodeUpstream || rpcErr.Message != "upstream up: error too large" {
+			t.Errorf("up_%s: %.200v, want -32000 error too large", name, err)
+		}
+	}
 	select {
 	case <-e.cancelled: // notifications/cancelled reached the upstream
 	case <-time.After(10 * time.Second):
