@@ -284,15 +284,23 @@ func (u *upstream) sync(ctx context.Context, s *mcp.ClientSession) error {
 	u.m.rs.UnmountTools(u.cfg.Name, gone...)
 	now, visible := map[string]mounted{}, 0
 	for name, t := range listed {
-		if prev, ok := old[name]; ok && reflect.DeepEqual(prev.tool, t) {
+		prev, had := old[name]
+		if had && reflect.DeepEqual(prev.tool, t) {
 			now[name] = prev
 		} else {
 			ok, err := u.m.rs.MountTool(u.cfg.Name, u.proxyTool(t), u.handler(name))
 			if err != nil {
 				u.log.Warn("upstream tool not mounted", "tool", u.cfg.Prefix+name, "err", err)
-				continue
+				if !had {
+					continue
+				}
+				// A failed re-mount leaves the previous definition
+				// registered: keep it, so that a later removal unmounts it.
+				// It is tried again at the next listing.
+				now[name] = prev
+			} else {
+				now[name] = mounted{tool: t, visible: ok}
 			}
-			now[name] = mounted{tool: t, visible: ok}
 		}
 		if now[name].visible {
 			visible++
