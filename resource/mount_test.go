@@ -139,3 +139,27 @@ func TestHandlerCancelledWhenClientLeaves(t *testing.T) {
 		})
 	}
 }
+
+// TestRuleOwner: a rule with an Owner applies only to the tools that owner
+// mounted: not to a built-in tool, nor to another owner's, that its pattern
+// matches.
+func TestRuleOwner(t *testing.T) {
+	e := rsNewEnv(t, func(c *Config) {
+		c.Policy.Rules = []ToolRule{{Match: "*", Scopes: []string{"up:scope"}, Owner: "up"}}
+	})
+	e.srv.AddTool(&mcp.Tool{Name: "up_builtin", InputSchema: map[string]any{"type": "object"}}, mountOK)
+	for owner, name := range map[string]string{"up": "up_a", "other": "up_b"} {
+		if _, err := e.srv.MountTool(owner, &mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, mountOK); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scopes := e.srv.ToolScopes()
+	if got := scopes["up_a"]; !slices.Equal(got, []string{"up:scope"}) {
+		t.Errorf("up's own tool: scopes %v, want [up:scope]", got)
+	}
+	for _, name := range []string{"whoami", "up_builtin", "up_b"} {
+		if slices.Contains(scopes[name], "up:scope") {
+			t.Errorf("%s: scopes %v: up's rule reached a tool up did not mount", name, scopes[name])
+		}
+	}
+}

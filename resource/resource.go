@@ -274,7 +274,7 @@ func (s *Server) addTool(name string, scopes []string, add func()) {
 			panic(fmt.Sprintf("resource: tool %q: invalid scope %q", name, sc))
 		}
 	}
-	tp := s.policyFor(name, scopes)
+	tp := s.policyFor(name, scopes, "")
 	if tp == nil {
 		s.log.Debug("tool hidden by policy", "tool", name)
 		return
@@ -311,7 +311,7 @@ func (s *Server) MountTool(owner string, t *mcp.Tool, h mcp.ToolHandler) (visibl
 	if owner == "" {
 		return false, errors.New("resource: MountTool needs an owner")
 	}
-	tp := s.policyFor(t.Name, nil)
+	tp := s.policyFor(t.Name, nil, owner)
 	if tp == nil {
 		return false, nil
 	}

@@ -290,6 +290,9 @@ func (p *toolConfigParser) upstream(n *yaml.Node, key string) (u upstream.Config
 			continue
 		}
 		r.Match = u.Prefix + r.Match
+		// Only this upstream's own tools: not a built-in tool, nor another
+		// upstream's, that the prefixed pattern happens to match.
+		r.Owner = u.Name
 		if err := validToolPattern(r.Match); err != nil {
 			p.errorf(item, rkey+".match", "with the prefix: %v", err)
 			continue

@@ -99,6 +99,14 @@ upstreams:
 	if want := []string{"files_write_*", "files_*", "*"}; !slices.Equal(matches, want) {
 		t.Errorf("rules = %q, want %q", matches, want)
 	}
+	// An upstream's rules reach only the tools it mounts.
+	var owners []string
+	for _, r := range cfg.Policy.Rules {
+		owners = append(owners, r.Owner)
+	}
+	if want := []string{"files", "files", ""}; !slices.Equal(owners, want) {
+		t.Errorf("rule owners = %q, want %q", owners, want)
+	}
 	if r := cfg.Policy.Rules[0]; r.RateLimit == nil || r.RateLimit.Limit != 10 || !slices.Equal(r.Scopes, []string{"files.write"}) {
 		t.Errorf("files_write_* rule = %+v", r)
 	}
