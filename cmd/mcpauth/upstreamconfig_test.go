@@ -331,7 +331,13 @@ func TestUpstreamDocExample(t *testing.T) {
 		"web.admin_purge":      "hidden",
 		"files_search_files":   "files.read",
 	} {
-		visible, err := s.MountTool("doc", &mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, noop)
+		owner := ""
+		for _, u := range cfg.Upstreams {
+			if strings.HasPrefix(name, u.Prefix) {
+				owner = u.Name // as the upstream Manager mounts it
+			}
+		}
+		visible, err := s.MountTool(owner, &mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, noop)
 		if err != nil {
 			t.Fatal(err)
 		}
