@@ -204,6 +204,8 @@ func TestValidate(t *testing.T) {
 		{"both", []Config{{Name: "a", Prefix: "a_", Command: "/bin/true", URL: "https://a.example"}}, "both"},
 		{"reserved header", []Config{{Name: "a", Prefix: "a_", URL: "https://a.example", Headers: map[string]string{"Authorization": "x"}}}, "set by mcpauth"},
 		{"identity header on stdio", []Config{{Name: "a", Prefix: "a_", Command: "/bin/true", IdentityHeaders: true}}, "HTTP upstream"},
+		{"tab in bearer", []Config{{Name: "a", Prefix: "a_", URL: "https://a.example", Bearer: "x\ty"}}, "tab"},
+		{"mcpauth header", []Config{{Name: "a", Prefix: "a_", URL: "https://a.example", Headers: map[string]string{"X-MCPAUTH-Subject": "x"}}}, "set by mcpauth"},
 		{"bad URL", []Config{{Name: "a", Prefix: "a_", URL: "ftp://a.example/mcp"}}, "scheme"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
