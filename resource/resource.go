@@ -113,6 +113,10 @@ type Server struct {
 	tools map[string]*toolPolicy // registered (visible) tools by name
 }
 
+// BuiltinTools are the names of mcpauth's own tools: whoami, which New
+// registers, and AddAdminTools' tools.
+var BuiltinTools = []string{"whoami", "admin_list_grants", "admin_revoke"}
+
 // New checks cfg and builds the server with the built-in whoami tool.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {

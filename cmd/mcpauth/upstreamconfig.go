@@ -281,6 +281,14 @@ func (p *toolConfigParser) upstream(n *yaml.Node, key string) (u upstream.Config
 			p.errorf(n, key+".prefix", "the default prefix %q is not valid; give one", u.Prefix)
 		}
 	}
+	if u.Prefix != "" {
+		for _, b := range resource.BuiltinTools {
+			if strings.HasPrefix(b, u.Prefix) {
+				p.errorf(keyNode(n, "prefix"), key+".prefix", "%q starts the name of mcpauth's own tool %s: give another prefix", u.Prefix, b)
+				break
+			}
+		}
+	}
 	for i, item := range ruleNodes {
 		rkey := fmt.Sprintf("%s[%d]", rulesKey, i)
 		r, ok := p.rule(item, rkey)

@@ -229,6 +229,17 @@ upstreams:
     url: https://a.example/mcp
     bearer: ${NO_SUCH_TOKEN}
 `, `up.yaml:5: upstreams[0].bearer: environment variable NO_SUCH_TOKEN is not set`},
+		{"prefix of a built-in tool", `
+upstreams:
+  - name: admin
+    url: https://a.example/mcp
+`, `upstreams[0].prefix: "admin_" starts the name of mcpauth's own tool admin_list_grants`},
+		{"explicit prefix of a built-in tool", `
+upstreams:
+  - name: w
+    prefix: who
+    url: https://a.example/mcp
+`, `up.yaml:4: upstreams[0].prefix: "who" starts the name of mcpauth's own tool whoami`},
 		{"bad start", `
 upstreams:
   - name: files
