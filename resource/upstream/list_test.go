@@ -13,7 +13,9 @@ import (
 // skipped, and the listing stops once MaxToolListBytes have been mounted.
 func TestToolListBounded(t *testing.T) {
 	e := newUpstreamEnv(t, nil)
-	h := func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { return &mcp.CallToolResult{}, nil }
+	h := func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{}, nil
+	}
 	schema := map[string]any{"type": "object"}
 	const bulk = 80 // 80 × 60 KiB > MaxToolListBytes
 	for i := range bulk {

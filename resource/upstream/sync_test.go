@@ -39,7 +39,9 @@ func (m *syncMounter) UnmountTools(_ string, names ...string) {
 // unmounts it.
 func TestSyncFailedRemount(t *testing.T) {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "up", Version: "1"}, nil)
-	h := func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { return &mcp.CallToolResult{}, nil }
+	h := func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{}, nil
+	}
 	srv.AddTool(&mcp.Tool{Name: "t", Description: "v1", InputSchema: map[string]any{"type": "object"}}, h)
 	st, ct := mcp.NewInMemoryTransports()
 	ss, err := srv.Connect(t.Context(), st, nil)
