@@ -53,7 +53,8 @@ func (s *Server) mcpHandler() http.Handler {
 					return
 				}
 			}
-			s.handler.ServeHTTP(w, r)
+			// As below: a client that leaves cancels its tool calls.
+			s.handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), httpRequestKey{}, r.Context())))
 			return
 		}
 		ti, ok := s.authenticate(w, r)

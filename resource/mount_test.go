@@ -2,6 +2,7 @@ package resource
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -91,37 +92,74 @@ func mountOK(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error)
 
 // TestHandlerCancelledWhenClientLeaves: a client that goes away during a
 // call (protocol 2025-11-25, whose handlers the go-sdk runs detached from
-// the HTTP request) cancels the tool handler's context.
+// the HTTP request) cancels the tool handler's context, with authentication
+// on or off.
 func TestHandlerCancelledWhenClientLeaves(t *testing.T) {
-	e := rsNewEnv(t, nil)
-	e.verify.add("tok", "u", "c", "mcp")
-	entered, cancelled := make(chan struct{}), make(chan struct{})
-	e.srv.AddTool(&mcp.Tool{Name: "wait", InputSchema: map[string]any{"type": "object"}},
-		func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			close(entered)
-			select {
-			case <-ctx.Done():
-				close(cancelled)
-			case <-time.After(30 * time.Second):
+	for _, disable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("DisableAuth=%v", disable), func(t *testing.T) {
+			e := rsNewEnv(t, func(c *Config) {
+				if disable {
+					c.DisableAuth, c.Verify = true, nil
+				}
+			})
+			if !disable {
+				e.verify.add("tok", "u", "c", "mcp")
 			}
-			return &mcp.CallToolResult{}, nil
+			entered, cancelled := make(chan struct{}), make(chan struct{})
+			e.srv.AddTool(&mcp.Tool{Name: "wait", InputSchema: map[string]any{"type": "object"}},
+				func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+					close(entered)
+					select {
+					case <-ctx.Done():
+						close(cancelled)
+					case <-time.After(30 * time.Second):
+					}
+					return &mcp.CallToolResult{}, nil
+				})
+			ctx, cancel := context.WithCancel(t.Context())
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url, strings.NewReader(rsCall(1, "wait")))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+			if !disable {
+				req.Header.Set("Authorization", "Bearer tok")
+			}
+			go func() {
+				<-entered
+				cancel()
+			}()
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+			select {
+			case <-cancelled:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the handler was not cancelled within 10 s of the client leaving")
+			}
 		})
-	ctx, cancel := context.WithCancel(t.Context())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url, strings.NewReader(rsCall(1, "wait")))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("MCP-Protocol-Version", "2025-11-25")
-	req.Header.Set("Authorization", "Bearer tok")
-	go func() {
-		<-entered
-		cancel()
-	}()
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		resp.Body.Close()
 	}
-	select {
-	case <-cancelled:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the handler was not cancelled within 10 s of the client leaving")
+}
+
+// TestRuleOwner: a rule with an Owner applies only to the tools that owner
+// mounted: not to a built-in tool, nor to another owner's, that its pattern
+// matches.
+func TestRuleOwner(t *testing.T) {
+	e := rsNewEnv(t, func(c *Config) {
+		c.Policy.Rules = []ToolRule{{Match: "*", Scopes: []string{"up:scope"}, Owner: "up"}}
+	})
+	e.srv.AddTool(&mcp.Tool{Name: "up_builtin", InputSchema: map[string]any{"type": "object"}}, mountOK)
+	for owner, name := range map[string]string{"up": "up_a", "other": "up_b"} {
+		if _, err := e.srv.MountTool(owner, &mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, mountOK); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scopes := e.srv.ToolScopes()
+	if got := scopes["up_a"]; !slices.Equal(got, []string{"up:scope"}) {
+		t.Errorf("up's own tool: scopes %v, want [up:scope]", got)
+	}
+	for _, name := range []string{"whoami", "up_builtin", "up_b"} {
+		if slices.Contains(scopes[name], "up:scope") {
+			t.Errorf("%s: scopes %v: up's rule reached a tool up did not mount", name, scopes[name])
+		}
 	}
 }

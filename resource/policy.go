@@ -26,6 +26,10 @@ type ToolRule struct {
 	// Hide makes the tool not exist for clients: it is never registered,
 	// so tools/list omits it and tools/call answers "unknown tool".
 	Hide bool
+	// Owner, when set, limits the rule to the tools that owner mounted
+	// (Server.MountTool): an upstream's own rules cannot reach mcpauth's
+	// built-in tools or another upstream's, whatever their pattern.
+	Owner string
 }
 
 func (p Policy) validate() []error {
@@ -48,10 +52,14 @@ func (p Policy) validate() []error {
 	return errs
 }
 
-// rule returns the first rule matching the tool name, or nil.
-func (p Policy) rule(name string) *ToolRule {
+// rule returns the first rule matching the tool name, or nil; owner is who
+// mounted the tool ("" for AddTool).
+func (p Policy) rule(name, owner string) *ToolRule {
 	for i := range p.Rules {
 		r := &p.Rules[i]
+		if r.Owner != "" && r.Owner != owner {
+			continue
+		}
 		if r.Match == name {
 			return r
 		}
@@ -71,14 +79,14 @@ type toolPolicy struct {
 	owner  string // who mounted the tool (MountTool); "" for AddTool
 }
 
-// policyFor is the effective policy of a tool that declares scopes; nil
-// when the policy hides it.
-func (s *Server) policyFor(name string, scopes []string) *toolPolicy {
+// policyFor is the effective policy of a tool that declares scopes, of
+// owner ("" for a tool of AddTool); nil when the policy hides it.
+func (s *Server) policyFor(name string, scopes []string, owner string) *toolPolicy {
 	tp := &toolPolicy{name: name, scopes: scopes}
 	if len(tp.scopes) == 0 {
 		tp.scopes = s.cfg.Scopes
 	}
-	if r := s.cfg.Policy.rule(name); r != nil {
+	if r := s.cfg.Policy.rule(name, owner); r != nil {
 		if r.Hide {
 			return nil
 		}

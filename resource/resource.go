@@ -113,6 +113,10 @@ type Server struct {
 	tools map[string]*toolPolicy // registered (visible) tools by name
 }
 
+// BuiltinTools are the names of mcpauth's own tools: whoami, which New
+// registers, and AddAdminTools' tools.
+var BuiltinTools = []string{"whoami", "admin_list_grants", "admin_revoke"}
+
 // New checks cfg and builds the server with the built-in whoami tool.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
@@ -274,7 +278,7 @@ func (s *Server) addTool(name string, scopes []string, add func()) {
 			panic(fmt.Sprintf("resource: tool %q: invalid scope %q", name, sc))
 		}
 	}
-	tp := s.policyFor(name, scopes)
+	tp := s.policyFor(name, scopes, "")
 	if tp == nil {
 		s.log.Debug("tool hidden by policy", "tool", name)
 		return
@@ -311,7 +315,7 @@ func (s *Server) MountTool(owner string, t *mcp.Tool, h mcp.ToolHandler) (visibl
 	if owner == "" {
 		return false, errors.New("resource: MountTool needs an owner")
 	}
-	tp := s.policyFor(t.Name, nil)
+	tp := s.policyFor(t.Name, nil, owner)
 	if tp == nil {
 		return false, nil
 	}

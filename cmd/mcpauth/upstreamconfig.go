@@ -22,9 +22,7 @@ import (
 var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"}
 
 var (
-	upstreamNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
-	upstreamPrefix = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-	envNameRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // Bounds of the upstreams' durations and sizes.
@@ -53,7 +51,7 @@ func (p *toolConfigParser) upstreams(n *yaml.Node, key string, cfg *toolConfig) 
 		}
 		if u.Prefix != "" {
 			for other, line := range prefixes {
-				if strings.HasPrefix(u.Prefix, other) || strings.HasPrefix(other, u.Prefix) {
+				if upstream.PrefixesOverlap(u.Prefix, other) {
 					what := "overlaps"
 					if other == u.Prefix {
 						what = "duplicates"
@@ -87,7 +85,7 @@ func (p *toolConfigParser) upstream(n *yaml.Node, key string) (u upstream.Config
 			if !ok {
 				return
 			}
-			if !upstreamNameRE.MatchString(s) {
+			if !upstream.NameRE.MatchString(s) {
 				p.errorf(v, key, "%q: want 1 to 32 of a-z 0-9 _ -, starting with a letter or digit (it names the upstream in logs and metrics)", s)
 				return
 			}
@@ -99,7 +97,7 @@ func (p *toolConfigParser) upstream(n *yaml.Node, key string) (u upstream.Config
 			if !ok {
 				return
 			}
-			if !upstreamPrefix.MatchString(s) {
+			if !upstream.PrefixRE.MatchString(s) {
 				p.errorf(v, key, "%q: want 1 to 64 of A-Z a-z 0-9 _ - . (MCP tool-name characters)", s)
 				return
 			}
@@ -170,11 +168,11 @@ func (p *toolConfigParser) upstream(n *yaml.Node, key string) (u upstream.Config
 			kv := p.stringMap(v, key, func(k string) error {
 				lk := strings.ToLower(k)
 				switch {
-				case !headerName.MatchString(k):
+				case !upstream.HeaderNameRE.MatchString(k):
 					return fmt.Errorf("%q is not a header name", k)
 				case lk == "authorization":
 					return fmt.Errorf("%q: use bearer: for the upstream's credential", k)
-				case strings.HasPrefix(lk, "x-mcpauth-") || slices.Contains([]string{"cookie", "host", "content-length", "content-type", "accept", "connection", "transfer-encoding", "mcp-session-id", "mcp-protocol-version", "last-event-id"}, lk):
+				case upstream.ReservedHeader(k):
 					return fmt.Errorf("%q is set by mcpauth or the transport", k)
 				}
 				return nil
@@ -183,7 +181,7 @@ func (p *toolConfigParser) upstream(n *yaml.Node, key string) (u upstream.Config
 				u.Headers = map[string]string{}
 				for _, s := range kv {
 					k, val, _ := strings.Cut(s, "\x00")
-					if strings.ContainsAny(val, "\r\n\x00") {
+					if upstream.BadHeaderValue(val) {
 						p.errorf(v, key+"."+k, "the value has a line break")
 						continue
 					}
@@ -197,7 +195,7 @@ func (p *toolConfigParser) upstream(n *yaml.Node, key string) (u upstream.Config
 			if !ok {
 				return
 			}
-			if s == "" || strings.ContainsAny(s, " \t\r\n\x00") {
+			if upstream.BadBearer(s) {
 				p.errorf(v, key, "want one credential with no space or line break (write ${VAR} to take it from the environment)")
 				return
 			}
@@ -279,8 +277,16 @@ func (p *toolConfigParser) upstream(n *yaml.Node, key string) (u upstream.Config
 	}
 	if prefixNode == nil && u.Name != "" {
 		u.Prefix = u.Name + "_"
-		if !upstreamPrefix.MatchString(u.Prefix) {
+		if !upstream.PrefixRE.MatchString(u.Prefix) {
 			p.errorf(n, key+".prefix", "the default prefix %q is not valid; give one", u.Prefix)
+		}
+	}
+	if u.Prefix != "" {
+		for _, b := range resource.BuiltinTools {
+			if strings.HasPrefix(b, u.Prefix) {
+				p.errorf(keyNode(n, "prefix"), key+".prefix", "%q starts the name of mcpauth's own tool %s: give another prefix", u.Prefix, b)
+				break
+			}
 		}
 	}
 	for i, item := range ruleNodes {
@@ -290,6 +296,9 @@ func (p *toolConfigParser) upstream(n *yaml.Node, key string) (u upstream.Config
 			continue
 		}
 		r.Match = u.Prefix + r.Match
+		// Only this upstream's own tools: not a built-in tool, nor another
+		// upstream's, that the prefixed pattern happens to match.
+		r.Owner = u.Name
 		if err := validToolPattern(r.Match); err != nil {
 			p.errorf(item, rkey+".match", "with the prefix: %v", err)
 			continue
@@ -319,8 +328,6 @@ func (p *toolConfigParser) hasKey(n *yaml.Node, key string) bool {
 	}
 	return false
 }
-
-var headerName = regexp.MustCompile(`^[!#$%&'*+.^_|~0-9A-Za-z-]+$`) // RFC 9110 §5.1 token
 
 // stringMap reads a mapping of names to values (expanded) as "name" sep
 // "value" items, in file order.

@@ -99,6 +99,14 @@ upstreams:
 	if want := []string{"files_write_*", "files_*", "*"}; !slices.Equal(matches, want) {
 		t.Errorf("rules = %q, want %q", matches, want)
 	}
+	// An upstream's rules reach only the tools it mounts.
+	var owners []string
+	for _, r := range cfg.Policy.Rules {
+		owners = append(owners, r.Owner)
+	}
+	if want := []string{"files", "files", ""}; !slices.Equal(owners, want) {
+		t.Errorf("rule owners = %q, want %q", owners, want)
+	}
 	if r := cfg.Policy.Rules[0]; r.RateLimit == nil || r.RateLimit.Limit != 10 || !slices.Equal(r.Scopes, []string{"files.write"}) {
 		t.Errorf("files_write_* rule = %+v", r)
 	}
@@ -221,6 +229,17 @@ upstreams:
     url: https://a.example/mcp
     bearer: ${NO_SUCH_TOKEN}
 `, `up.yaml:5: upstreams[0].bearer: environment variable NO_SUCH_TOKEN is not set`},
+		{"prefix of a built-in tool", `
+upstreams:
+  - name: admin
+    url: https://a.example/mcp
+`, `upstreams[0].prefix: "admin_" starts the name of mcpauth's own tool admin_list_grants`},
+		{"explicit prefix of a built-in tool", `
+upstreams:
+  - name: w
+    prefix: who
+    url: https://a.example/mcp
+`, `up.yaml:4: upstreams[0].prefix: "who" starts the name of mcpauth's own tool whoami`},
 		{"bad start", `
 upstreams:
   - name: files
@@ -323,7 +342,13 @@ func TestUpstreamDocExample(t *testing.T) {
 		"web.admin_purge":      "hidden",
 		"files_search_files":   "files.read",
 	} {
-		visible, err := s.MountTool("doc", &mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, noop)
+		owner := ""
+		for _, u := range cfg.Upstreams {
+			if strings.HasPrefix(name, u.Prefix) {
+				owner = u.Name // as the upstream Manager mounts it
+			}
+		}
+		visible, err := s.MountTool(owner, &mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}}, noop)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -85,10 +86,28 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+	switch {
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		// The go-sdk reads a failed response's body whole, whatever its
+		// type (streamableClientConn.checkResponse), to find a JSON-RPC
+		// error in it: MaxEventSize does not apply there.
+		resp.Body = &cappedBody{r: resp.Body, left: maxErrorBody}
+	case !isEventStream(resp.Header.Get("Content-Type")):
 		resp.Body = &cappedBody{r: resp.Body, left: int64(t.cfg.MaxResultBytes + lineSlack)}
 	}
 	return resp, nil
+}
+
+// maxErrorBody caps the body of an upstream's non-2xx response: room for a
+// JSON-RPC error, which call cuts to maxErrorBytes anyway.
+const maxErrorBody = 64 << 10
+
+// isEventStream reports whether a Content-Type is text/event-stream (media
+// types are case-insensitive, RFC 9110 §8.3.1); an SSE stream's events are
+// capped by the go-sdk's MaxEventSize.
+func isEventStream(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "text/event-stream"
 }
 
 // errBodyTooLarge ends the reading of an upstream response over the cap.

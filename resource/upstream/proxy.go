@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"strconv"
 	"strings"
@@ -24,12 +25,43 @@ import (
 // with their own code.
 const CodeUpstream = -32000
 
+// An upstream's JSON-RPC error is passed on only up to these sizes: its
+// message, and the whole error as JSON (with its data).
+const (
+	maxErrorMessage = 4 << 10
+	maxErrorBytes   = 16 << 10
+)
+
 // progressSink is where an upstream's progress for one call goes: the
 // downstream request's session and context, under the client's own token.
+// Notifications wait in a small buffer that run writes out, so that a
+// client that stops reading holds up only its own progress: the go-sdk
+// client handles an upstream's notifications one at a time, and a blocked
+// write would hold up every later one (other callers' progress, list
+// changes).
 type progressSink struct {
 	ctx     context.Context
 	session *mcp.ServerSession
 	token   any
+	queue   chan *mcp.ProgressNotificationParams
+}
+
+// progressBuffer is how many progress notifications of one call wait for
+// a slow client; more are dropped (progress is advisory, MCP "Progress").
+const progressBuffer = 16
+
+// run writes the sink's notifications to the client until ctx ends.
+func (p *progressSink) run(log *slog.Logger) {
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case n := <-p.queue:
+			if err := p.session.NotifyProgress(p.ctx, n); err != nil {
+				log.Debug("progress not forwarded", "err", err)
+			}
+		}
+	}
 }
 
 // handler proxies tools/call of the upstream tool name to the upstream.
@@ -67,8 +99,14 @@ func (u *upstream) call(ctx context.Context, name string, req *mcp.CallToolReque
 	// stream under the client's token. No token, no progress.
 	if tok := req.Params.GetProgressToken(); tok != nil && req.Session != nil {
 		id := u.cfg.Name + "-" + strconv.FormatUint(u.progressID.Add(1), 10)
-		u.progress.Store(id, &progressSink{ctx: ctx, session: req.Session, token: tok})
-		defer u.progress.Delete(id)
+		pctx, stop := context.WithCancel(ctx)
+		sink := &progressSink{ctx: pctx, session: req.Session, token: tok, queue: make(chan *mcp.ProgressNotificationParams, progressBuffer)}
+		go sink.run(u.log)
+		u.progress.Store(id, sink)
+		defer func() {
+			u.progress.Delete(id)
+			stop()
+		}()
 		if params.Meta == nil {
 			params.Meta = mcp.Meta{}
 		}
@@ -97,7 +135,11 @@ func (u *upstream) call(ctx context.Context, name string, req *mcp.CallToolReque
 		// -32003 and -32004 are the go-sdk's own "closing" errors, not the
 		// upstream's.
 		if errors.As(err, &rpcErr) && rpcErr.Code != 0 && rpcErr.Code != -32003 && rpcErr.Code != -32004 {
-			// The upstream's own error, unchanged.
+			// The upstream's own error, unchanged, unless it is too large.
+			if b, err := json.Marshal(rpcErr); err != nil || len(rpcErr.Message) > maxErrorMessage || len(b) > min(maxErrorBytes, u.cfg.MaxResultBytes) {
+				u.log.WarnContext(ctx, "upstream error too large", "tool", name, "bytes", len(b))
+				return nil, OutcomeError, u.upstreamError("error too large")
+			}
 			return nil, OutcomeError, rpcErr
 		}
 		u.log.WarnContext(ctx, "upstream call failed", "tool", name, "err", err)
@@ -167,7 +209,8 @@ func reservedMeta(key string) bool {
 }
 
 // forwardProgress passes an upstream's progress notification to the client
-// whose call it belongs to; others (unknown or finished calls) are dropped.
+// whose call it belongs to, without waiting for it: others (unknown or
+// finished calls), and those past a slow client's buffer, are dropped.
 func (u *upstream) forwardProgress(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
 	if req == nil || req.Params == nil {
 		return
@@ -181,13 +224,15 @@ func (u *upstream) forwardProgress(_ context.Context, req *mcp.ProgressNotificat
 		return
 	}
 	sink := v.(*progressSink)
-	if err := sink.session.NotifyProgress(sink.ctx, &mcp.ProgressNotificationParams{
+	select {
+	case sink.queue <- &mcp.ProgressNotificationParams{
 		ProgressToken: sink.token,
 		Progress:      req.Params.Progress,
 		Total:         req.Params.Total,
 		Message:       truncate(req.Params.Message, 1000),
-	}); err != nil {
-		u.log.Debug("progress not forwarded", "err", err)
+	}:
+	default:
+		u.log.Debug("progress dropped: the client is not reading", "token", id)
 	}
 }
 

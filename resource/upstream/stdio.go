@@ -95,6 +95,9 @@ func (u *upstream) connectStdio(ctx context.Context, client *mcp.Client) (*conn,
 				<-exited
 			}
 		}
+		// The leader is gone (it exited, crashed or was killed); its
+		// children (npx → sh → node) may not be.
+		stopGroup(pid)
 		outR.Close()
 	}
 	session, err := client.Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW, MaxLineLength: u.cfg.MaxResultBytes + lineSlack}, nil)
@@ -118,6 +121,23 @@ func (u *upstream) connectStdio(ctx context.Context, client *mcp.Client) (*conn,
 			session.Close()
 		},
 	}, nil
+}
+
+// stopGroup ends what is left of process group pgid once its leader has
+// exited: SIGTERM, then SIGKILL to whatever still runs after termGrace.
+func stopGroup(pgid int) {
+	if syscall.Kill(-pgid, 0) != nil {
+		return // nothing left
+	}
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	deadline := time.Now().Add(termGrace)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(-pgid, 0) != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
 // sessionDone is closed when the session's connection is gone.

@@ -7,7 +7,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -143,4 +145,63 @@ func TestStdio(t *testing.T) {
 	if _, err := call("up_env"); !errors.As(err, &rpcErr) || !strings.Contains(rpcErr.Message, "unavailable") {
 		t.Errorf("a call after Close: %v, want unavailable", err)
 	}
+}
+
+// TestStdioChildrenStopped: when a stdio upstream's process dies, the
+// children it leaves behind (a wrapper's server, npx → sh → node) are
+// stopped with it before the restart.
+func TestStdioChildrenStopped(t *testing.T) {
+	self, err := filepath.Abs(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	front := httptest.NewServer(http.NotFoundHandler())
+	defer front.Close()
+	rs, err := resource.New(resource.Config{Resource: front.URL + "/mcp", Issuer: front.URL, DisableAuth: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := New(rs, []Config{{
+		Name: "up", Prefix: "up_", Command: "/bin/sh",
+		Args:  []string{"-c", `/bin/sleep 300 </dev/null >/dev/null 2>&1 & echo $! >` + pidFile + `; exec ` + self},
+		Env:   []string{"UPSTREAM_TEST_STDIO=1"},
+		Start: StartBoot, HealthInterval: time.Hour,
+	}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mgr.Close()
+	mgr.Start(t.Context())
+	if st := mgr.Status()[0]; st.State != StateUp {
+		t.Fatalf("status = %+v", st)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The leader is the process group whose member the child is.
+	pgid, err := syscall.Getpgid(child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(child, syscall.SIGKILL)
+	if err := syscall.Kill(pgid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the leader's child to be stopped", func() bool { return !stdioRunning(child) })
+}
+
+// stdioRunning reports whether pid is a live (not zombie) process.
+func stdioRunning(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
 }

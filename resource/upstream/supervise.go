@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -266,20 +267,9 @@ func (u *upstream) connect(ctx context.Context) (*conn, error) {
 // sync lists the upstream's tools and makes the mounted set match:
 // new and changed tools are mounted, vanished ones unmounted.
 func (u *upstream) sync(ctx context.Context, s *mcp.ClientSession) error {
-	listed := map[string]*mcp.Tool{}
-	for t, err := range s.Tools(ctx, nil) {
-		if err != nil {
-			return err
-		}
-		if len(listed) >= MaxTools {
-			u.log.Warn("upstream lists too many tools; ignoring the rest", "max", MaxTools)
-			break
-		}
-		if t == nil || !toolNameRE.MatchString(u.cfg.Prefix+t.Name) {
-			u.log.Warn("upstream tool skipped: its prefixed name is not a valid MCP tool name", "tool", truncate(fmt.Sprint(t), 200))
-			continue
-		}
-		listed[t.Name] = t
+	listed, err := u.list(ctx, s)
+	if err != nil {
+		return err
 	}
 	u.mu.Lock()
 	old := maps.Clone(u.mounted)
@@ -294,15 +284,23 @@ func (u *upstream) sync(ctx context.Context, s *mcp.ClientSession) error {
 	u.m.rs.UnmountTools(u.cfg.Name, gone...)
 	now, visible := map[string]mounted{}, 0
 	for name, t := range listed {
-		if prev, ok := old[name]; ok && reflect.DeepEqual(prev.tool, t) {
+		prev, had := old[name]
+		if had && reflect.DeepEqual(prev.tool, t) {
 			now[name] = prev
 		} else {
 			ok, err := u.m.rs.MountTool(u.cfg.Name, u.proxyTool(t), u.handler(name))
 			if err != nil {
 				u.log.Warn("upstream tool not mounted", "tool", u.cfg.Prefix+name, "err", err)
-				continue
+				if !had {
+					continue
+				}
+				// A failed re-mount leaves the previous definition
+				// registered: keep it, so that a later removal unmounts it.
+				// It is tried again at the next listing.
+				now[name] = prev
+			} else {
+				now[name] = mounted{tool: t, visible: ok}
 			}
-			now[name] = mounted{tool: t, visible: ok}
 		}
 		if now[name].visible {
 			visible++
@@ -312,6 +310,52 @@ func (u *upstream) sync(ctx context.Context, s *mcp.ClientSession) error {
 	u.mounted, u.visible = now, visible
 	u.mu.Unlock()
 	return nil
+}
+
+// list is the upstream's tools, bounded whatever it sends: a tool over
+// MaxToolBytes (as JSON) is skipped; the listing stops past MaxToolListBytes
+// in all, or once MaxTools tools and pages — skipped tools and empty pages
+// included — have been read.
+func (u *upstream) list(ctx context.Context, s *mcp.ClientSession) (map[string]*mcp.Tool, error) {
+	listed := map[string]*mcp.Tool{}
+	seen, size := 0, 0
+	params := &mcp.ListToolsParams{}
+	for {
+		if seen >= MaxTools {
+			u.log.Warn("upstream lists too many tools; ignoring the rest", "max", MaxTools)
+			return listed, nil
+		}
+		res, err := s.ListTools(ctx, params)
+		if err != nil {
+			return nil, err
+		}
+		seen++ // a page counts, so that endless empty pages end too
+		for _, t := range res.Tools {
+			if seen >= MaxTools {
+				u.log.Warn("upstream lists too many tools; ignoring the rest", "max", MaxTools)
+				return listed, nil
+			}
+			seen++
+			if t == nil || !toolNameRE.MatchString(u.cfg.Prefix+t.Name) {
+				u.log.Warn("upstream tool skipped: its prefixed name is not a valid MCP tool name", "tool", truncate(fmt.Sprint(t), 200))
+				continue
+			}
+			b, err := json.Marshal(t)
+			if err != nil || len(b) > MaxToolBytes {
+				u.log.Warn("upstream tool skipped: its definition is too large", "tool", u.cfg.Prefix+t.Name, "bytes", len(b), "max", MaxToolBytes)
+				continue
+			}
+			if size += len(b); size > MaxToolListBytes {
+				u.log.Warn("upstream tool list too large; ignoring the rest", "max", MaxToolListBytes)
+				return listed, nil
+			}
+			listed[t.Name] = t
+		}
+		if res.NextCursor == "" {
+			return listed, nil
+		}
+		params = &mcp.ListToolsParams{Cursor: res.NextCursor}
+	}
 }
 
 // proxyTool is the upstream's tool as /mcp lists it: the prefixed name, the

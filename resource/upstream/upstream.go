@@ -46,8 +46,15 @@ const (
 	DefaultStartTimeout   = 30 * time.Second
 	DefaultMaxResultBytes = 4 << 20
 	DefaultHealthInterval = 30 * time.Second
-	// MaxTools caps the tools mounted from one upstream.
+	// MaxTools caps the tools and pages of tools read from one upstream's
+	// tools/list (skipped tools count too).
 	MaxTools = 1000
+	// MaxToolBytes caps one tool's definition as JSON (name, description,
+	// schemas, annotations); a larger tool is skipped.
+	MaxToolBytes = 64 << 10
+	// MaxToolListBytes caps the definitions mounted from one upstream, in
+	// all; the rest of a larger list is ignored.
+	MaxToolListBytes = 4 << 20
 )
 
 // Config is one upstream MCP server.
@@ -139,17 +146,42 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
+// The configuration's syntax, shared with cmd/mcpauth's parser so that both
+// agree.
 var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
-	prefixRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	// NameRE is an upstream's name.
+	NameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+	// PrefixRE is a tool-name prefix.
+	PrefixRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	// HeaderNameRE is a header name: an RFC 9110 §5.1 token.
+	HeaderNameRE = regexp.MustCompile(`^[!#$%&'*+.^_|~0-9A-Za-z-]+$`)
 	// toolNameRE is MCP 2025-11-25 "Tool Names": 1 to 128 of A-Z a-z 0-9 _ - .
 	toolNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
-	headerRE   = regexp.MustCompile(`^[!#$%&'*+.^_|~0-9A-Za-z-]+$`) // RFC 9110 §5.1 token
 )
 
 // reservedHeaders are set by the transport or by mcpauth; a configuration
 // cannot set them.
 var reservedHeaders = []string{"authorization", "cookie", "host", "content-length", "content-type", "accept", "connection", "transfer-encoding", "mcp-session-id", "mcp-protocol-version", "last-event-id"}
+
+// ReservedHeader reports whether a header is set by the transport or by
+// mcpauth (X-Mcpauth-*), so that Config.Headers cannot set it.
+func ReservedHeader(name string) bool {
+	l := strings.ToLower(name)
+	return slices.Contains(reservedHeaders, l) || strings.HasPrefix(l, "x-mcpauth-")
+}
+
+// PrefixesOverlap reports whether one prefix starts the other: their
+// upstreams' tool names could collide.
+func PrefixesOverlap(a, b string) bool {
+	return strings.HasPrefix(a, b) || strings.HasPrefix(b, a)
+}
+
+// BadBearer reports whether a bearer credential is unusable: empty, or
+// with a space, tab, line break or NUL.
+func BadBearer(s string) bool { return s == "" || strings.ContainsAny(s, " \t\r\n\x00") }
+
+// BadHeaderValue reports whether a header value has a line break or NUL.
+func BadHeaderValue(v string) bool { return strings.ContainsAny(v, "\r\n\x00") }
 
 // Validate reports every problem of the configuration list at once.
 func Validate(cfgs []Config) error {
@@ -160,18 +192,18 @@ func Validate(cfgs []Config) error {
 		bad := func(format string, args ...any) {
 			errs = append(errs, fmt.Errorf("upstream %d (%s): %s", i+1, c.Name, fmt.Sprintf(format, args...)))
 		}
-		if !nameRE.MatchString(c.Name) {
+		if !NameRE.MatchString(c.Name) {
 			bad("name %q: want 1 to 32 of a-z 0-9 _ -", c.Name)
 		}
 		if names[c.Name] {
 			bad("name %q is used twice", c.Name)
 		}
 		names[c.Name] = true
-		if !prefixRE.MatchString(c.Prefix) {
+		if !PrefixRE.MatchString(c.Prefix) {
 			bad("prefix %q: want 1 to 64 of A-Z a-z 0-9 _ - .", c.Prefix)
 		}
 		for _, p := range prefixes {
-			if strings.HasPrefix(c.Prefix, p) || strings.HasPrefix(p, c.Prefix) {
+			if PrefixesOverlap(c.Prefix, p) {
 				bad("prefix %q overlaps prefix %q: tool names could collide", c.Prefix, p)
 			}
 		}
@@ -199,16 +231,16 @@ func Validate(cfgs []Config) error {
 			}
 			for k, v := range c.Headers {
 				switch {
-				case !headerRE.MatchString(k):
+				case !HeaderNameRE.MatchString(k):
 					bad("header %q: not a header name", k)
-				case slices.Contains(reservedHeaders, strings.ToLower(k)) || strings.HasPrefix(strings.ToLower(k), "x-mcpauth-"):
+				case ReservedHeader(k):
 					bad("header %q is set by mcpauth or the transport", k)
-				case strings.ContainsAny(v, "\r\n\x00"):
+				case BadHeaderValue(v):
 					bad("header %q: value has a line break or NUL", k)
 				}
 			}
-			if strings.ContainsAny(c.Bearer, " \r\n\x00") {
-				bad("bearer credential has a space, line break or NUL")
+			if c.Bearer != "" && BadBearer(c.Bearer) {
+				bad("bearer credential has a space, tab, line break or NUL")
 			}
 		}
 		if c.Start != "" && c.Start != StartLazy && c.Start != StartBoot {

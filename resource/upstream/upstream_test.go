@@ -26,6 +26,7 @@ type upstreamEnv struct {
 	rs        *resource.Server
 	mgr       *Manager
 	client    *mcp.ClientSession
+	url       string // the resource server's /mcp
 }
 
 func newUpstreamEnv(t *testing.T, mod func(*Config)) *upstreamEnv {
@@ -57,6 +58,7 @@ func newUpstreamEnv(t *testing.T, mod func(*Config)) *upstreamEnv {
 		t.Fatal(err)
 	}
 	h = rs.Routes()
+	e.url = front.URL + "/mcp"
 	cfg := Config{Name: "up", Prefix: "up_", URL: up.URL, Start: StartBoot, Timeout: 500 * time.Millisecond, HealthInterval: 100 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)
@@ -141,6 +143,19 @@ func TestCallErrors(t *testing.T) {
 	if !errors.As(err, &rpcErr) || rpcErr.Code != CodeUpstream || !strings.Contains(rpcErr.Message, "no answer within 500ms") {
 		t.Errorf("up_sleep: %v, want -32000 no answer within 500ms", err)
 	}
+	// An upstream error past the caps is replaced.
+	for name, rpc := range map[string]*jsonrpc.Error{
+		"longmessage": {Code: -32099, Message: strings.Repeat("m", maxErrorMessage+1)},
+		"bigdata":     {Code: -32099, Message: "big", Data: []byte(`"` + strings.Repeat("d", maxErrorBytes) + `"`)},
+	} {
+		e.upstream.AddTool(&mcp.Tool{Name: name, InputSchema: map[string]any{"type": "object"}},
+			func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { return nil, rpc })
+		poll(t, name+" to be mounted", func() bool { return e.has("up_" + name) })
+		_, err = e.client.CallTool(t.Context(), &mcp.CallToolParams{Name: "up_" + name})
+		if !errors.As(err, &rpcErr) || rpcErr.Code != CodeUpstream || rpcErr.Message != "upstream up: error too large" {
+			t.Errorf("up_%s: %.200v, want -32000 error too large", name, err)
+		}
+	}
 	select {
 	case <-e.cancelled: // notifications/cancelled reached the upstream
 	case <-time.After(10 * time.Second):
@@ -189,6 +204,8 @@ func TestValidate(t *testing.T) {
 		{"both", []Config{{Name: "a", Prefix: "a_", Command: "/bin/true", URL: "https://a.example"}}, "both"},
 		{"reserved header", []Config{{Name: "a", Prefix: "a_", URL: "https://a.example", Headers: map[string]string{"Authorization": "x"}}}, "set by mcpauth"},
 		{"identity header on stdio", []Config{{Name: "a", Prefix: "a_", Command: "/bin/true", IdentityHeaders: true}}, "HTTP upstream"},
+		{"tab in bearer", []Config{{Name: "a", Prefix: "a_", URL: "https://a.example", Bearer: "x\ty"}}, "tab"},
+		{"mcpauth header", []Config{{Name: "a", Prefix: "a_", URL: "https://a.example", Headers: map[string]string{"X-MCPAUTH-Subject": "x"}}}, "set by mcpauth"},
 		{"bad URL", []Config{{Name: "a", Prefix: "a_", URL: "ftp://a.example/mcp"}}, "scheme"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
