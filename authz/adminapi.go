@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	"crypto/hmac"
 	"encoding/json"
 	"errors"
@@ -115,6 +116,12 @@ func (s *Server) apiCaller(w http.ResponseWriter, r *http.Request) (*adminCaller
 			s.log.InfoContext(ctx, "admin API refused", "client_id", ti.ClientID, "err", err)
 			return nil, &oauth.Error{Code: oauth.AccessDenied, Description: strings.TrimPrefix(err.Error(), ErrNotAdmin.Error()+": "), Status: http.StatusForbidden}
 		}
+		if u != nil {
+			if err := s.apiUserTokenClient(ctx, ti.ClientID); err != nil {
+				s.log.InfoContext(ctx, "admin API refused: user token of a client not created by an administrator", "client_id", ti.ClientID)
+				return nil, err
+			}
+		}
 		return &adminCaller{user: u, token: ti}, nil
 	}
 
@@ -141,6 +148,33 @@ func (s *Server) apiCaller(w http.ResponseWriter, r *http.Request) (*adminCaller
 		}
 	}
 	return &adminCaller{user: user}, nil
+}
+
+// apiUserTokenClient decides whether an administrator's token held by
+// clientID may use the admin API: only a personal access token or a token
+// of an enabled client an administrator created. A self-registered client
+// (dynamic registration or a metadata document) can obtain the admin scope
+// for /mcp's admin tools on consent, but consent never shows it the API's
+// powers (passwords, administrators, tokens for anyone), so its token is
+// refused here (RFC 6749 §3.3: the server may fully or partially ignore the
+// scope the client requested; RFC 6750 §3.1 insufficient privileges → 403).
+// It returns nil or an *oauth.Error; other errors are database failures.
+func (s *Server) apiUserTokenClient(ctx context.Context, clientID string) error {
+	if strings.HasPrefix(clientID, PATClientPrefix) {
+		return nil
+	}
+	refuse := &oauth.Error{Code: oauth.AccessDenied, Status: http.StatusForbidden,
+		Description: "the admin API accepts a user's token only from an enabled client an administrator created, or a personal access token; this token's client is not one"}
+	cl, err := s.db.Client(ctx, clientID)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return refuse
+	case err != nil:
+		return err
+	case cl.Source != storage.SourceAdmin || cl.DisabledAt != nil:
+		return refuse
+	}
+	return nil
 }
 
 // decodeJSON reads a JSON request body into v: Content-Type
