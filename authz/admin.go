@@ -300,11 +300,11 @@ func (s *Server) handleConsoleClients(w http.ResponseWriter, r *http.Request, c 
 		Source, Query string
 		Sources       [][2]string
 		Clients       []clientRow
-		Next          string // the query of the next page, "" if none
+		NextURL       string // the next page, "" if none
 	}{Source: f.Source, Query: f.Query, Sources: clientSources}
 	if len(list) > consoleClientPage {
 		list = list[:consoleClientPage]
-		data.Next = url.Values{"source": {f.Source}, "q": {f.Query}, "after": {list[len(list)-1].Client.ID}}.Encode()
+		data.NextURL = "/admin/clients?" + url.Values{"source": {f.Source}, "q": {f.Query}, "after": {list[len(list)-1].Client.ID}}.Encode()
 	}
 	for _, cs := range list {
 		data.Clients = append(data.Clients, clientRowOf(cs.Client, cs.LiveGrants))
@@ -613,7 +613,7 @@ func (s *Server) handleConsoleAudit(w http.ResponseWriter, r *http.Request, c *a
 		User, ClientID, Event, Since, Until, Problem string
 		Events                                       []auditView
 		Names                                        []string
-		Next                                         string
+		NextURL                                      string // the older events, "" if none
 	}{User: queryValue(q, "user"), ClientID: queryValue(q, "client_id"), Event: queryValue(q, "event"),
 		Since: queryValue(q, "since"), Until: queryValue(q, "until"), Problem: problem, Names: storage.AuditEvents}
 	if len(events) > consoleAuditPage {
@@ -625,7 +625,7 @@ func (s *Server) handleConsoleAudit(w http.ResponseWriter, r *http.Request, c *a
 			}
 		}
 		next.Set("before", strconv.FormatInt(events[len(events)-1].ID, 10))
-		data.Next = next.Encode()
+		data.NextURL = "/admin/audit?" + next.Encode()
 	}
 	data.Events = auditViews(events)
 	s.page(w, r, c, "audit", "admin_audit", data)
