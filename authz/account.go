@@ -52,7 +52,13 @@ func (s *Server) accountPage(h func(http.ResponseWriter, *http.Request, *storage
 				return
 			}
 		}
-		if err := h(w, r, user); err != nil {
+		if err := checkRequestInputs(r); err != nil {
+			var oe *oauth.Error
+			errors.As(err, &oe)
+			s.consoleMessage(w, r, http.StatusBadRequest, "Request refused", oe.Description)
+			return
+		}
+		if err := inputError(h(w, r, user)); err != nil {
 			var oe *oauth.Error
 			if errors.As(err, &oe) && oe.HTTPStatus() < 500 {
 				s.setFlash(w, true, oe.Description)

@@ -147,7 +147,11 @@ func (s *Server) console(h func(http.ResponseWriter, *http.Request, *adminCaller
 				return
 			}
 		}
-		if err := h(w, r, &adminCaller{user: user}); err != nil {
+		err = checkRequestInputs(r)
+		if err == nil {
+			err = inputError(h(w, r, &adminCaller{user: user}))
+		}
+		if err != nil {
 			var oe *oauth.Error
 			if errors.As(err, &oe) && oe.HTTPStatus() < 500 {
 				s.consoleMessage(w, r, oe.HTTPStatus(), "Request refused", oe.Description)

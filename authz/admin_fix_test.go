@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -64,4 +65,46 @@ func TestAdminConsolePaging(t *testing.T) {
 	if strings.Contains(second.body, last) || !strings.Contains(second.body, "subject-000") {
 		t.Errorf("the older-events link of the audit log did not lead to the older events:\n%s", second.body)
 	}
+}
+
+// TestAdminBadInput: a value PostgreSQL cannot take as text (invalid UTF-8,
+// NUL) in a filter or id is the caller's error, 400, never a 500 (M2).
+func TestAdminBadInput(t *testing.T) {
+	e := adminSetup(t)
+	token := e.userTokens("alice", "admin-app", "mcp", "admin").access
+	for _, path := range []string{
+		"/audit?user=%ff", "/audit?client_id=%00", "/clients?q=%ff", "/clients?after=%ff",
+		"/grants?client_id=%ff", "/clients/%ff", "/users/%ff", "/tokens?user=%ff",
+		"/grants?user=%00", "/audit?event=%c3%28", "/clients?q=" + strings.Repeat("a", maxInputLen+1),
+	} {
+		wantAPI(t, "API GET "+path, e.api(nil, "GET", path, token, "", nil), http.StatusBadRequest, "invalid_request")
+	}
+	// A JSON member reaches the database unchecked: the storage backstop.
+	r := e.api(nil, "POST", "/grants/revoke", token, `{"client_id":"a\u0000b"}`, nil)
+	if r.status >= 500 {
+		t.Errorf("API POST a NUL in JSON: %d %s", r.status, r.raw)
+	}
+
+	admin := e.signedIn("alice")
+	for _, path := range []string{"/admin/client?id=%ff", "/admin/audit?user=%ff", "/admin/clients?q=%ff", "/admin/grants?client_id=%ff", "/admin/tokens?user=%00"} {
+		if r := e.do(t, admin, "GET", path, nil, nil); r.StatusCode != http.StatusBadRequest {
+			t.Errorf("console GET %s: %s\n%s", path, r.Status, r.body)
+		}
+	}
+	bob := e.signedIn("bob")
+	form := url.Values{"client_id": {"\xff"}, csrfField: {e.fix6wAccountCSRF(bob)}}
+	if r := e.do(t, bob, "POST", "/account/apps/revoke", form, e.sameOrigin()); r.StatusCode != http.StatusBadRequest {
+		t.Errorf("POST /account/apps/revoke client_id=%%ff: %s\n%s", r.Status, r.body)
+	}
+}
+
+// fix6wAccountCSRF is the CSRF token of the /account page of the browser c.
+func (e *adminEnv) fix6wAccountCSRF(c *http.Client) string {
+	e.t.Helper()
+	r := e.do(e.t, c, "GET", "/account", nil, nil)
+	m := adminCSRFRE.FindStringSubmatch(r.body)
+	if m == nil {
+		e.t.Fatalf("no CSRF token on /account: %s\n%s", r.Status, r.body)
+	}
+	return m[1]
 }

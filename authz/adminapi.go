@@ -79,7 +79,10 @@ func (s *Server) api(h func(http.ResponseWriter, *http.Request, *adminCaller) er
 		if err != nil {
 			return err
 		}
-		return h(w, r, c)
+		if err := checkRequestInputs(r); err != nil {
+			return err
+		}
+		return inputError(h(w, r, c))
 	})
 }
 
