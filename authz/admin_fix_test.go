@@ -108,3 +108,22 @@ func (e *adminEnv) fix6wAccountCSRF(c *http.Client) string {
 	}
 	return m[1]
 }
+
+// TestAdminAPIHeaders: a 405 names the allowed methods (RFC 9110 §15.5.6,
+// L2); JSON answers, errors included, carry nosniff (L3).
+func TestAdminAPIHeaders(t *testing.T) {
+	e := adminSetup(t)
+	token := e.userTokens("alice", "admin-app", "mcp", "admin").access
+	for path, want := range map[string]string{"/users": "GET, POST", "/clients/x": "GET, DELETE", "/keys/rotate": "POST"} {
+		r := e.api(nil, "PUT", path, token, "", nil)
+		wantAPI(t, "PUT "+path, r, http.StatusMethodNotAllowed, "invalid_request")
+		if got := r.header.Get("Allow"); got != want {
+			t.Errorf("PUT %s: Allow %q, want %q", path, got, want)
+		}
+	}
+	for _, r := range []apiResp{e.api(nil, "GET", "/users", token, "", nil), e.api(nil, "GET", "/users/nobody", token, "", nil), e.api(nil, "GET", "/users", "", "", nil)} {
+		if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%d answer: X-Content-Type-Options %q, want nosniff", r.status, got)
+		}
+	}
+}

@@ -65,9 +65,32 @@ func (s *Server) adminAPIRoutes(r chi.Router) {
 	r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error {
 		return notFound("no such admin API operation")
 	}))
-	r.MethodNotAllowed(s.handle(func(http.ResponseWriter, *http.Request) error {
+	r.MethodNotAllowed(s.handle(func(w http.ResponseWriter, req *http.Request) error {
+		// RFC 9110 §15.5.6: a 405 carries Allow, the path's methods.
+		if allow := allowedMethods(r, req); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
 		return &oauth.Error{Code: oauth.InvalidRequest, Description: "method not allowed", Status: http.StatusMethodNotAllowed}
 	}))
+}
+
+// allowedMethods lists the methods routes has for the path req was routed
+// on (chi's RoutePath, relative to routes' mount point), for Allow.
+func allowedMethods(routes chi.Routes, req *http.Request) string {
+	path := req.URL.RawPath
+	if path == "" {
+		path = req.URL.Path
+	}
+	if rctx := chi.RouteContext(req.Context()); rctx != nil && rctx.RoutePath != "" {
+		path = rctx.RoutePath
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if routes.Match(chi.NewRouteContext(), m, path) {
+			allow = append(allow, m)
+		}
+	}
+	return strings.Join(allow, ", ")
 }
 
 // api wraps an admin API handler: it authenticates the caller and writes
@@ -75,6 +98,7 @@ func (s *Server) adminAPIRoutes(r chi.Router) {
 func (s *Server) api(h func(http.ResponseWriter, *http.Request, *adminCaller) error) http.HandlerFunc {
 	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		c, err := s.apiCaller(w, r)
 		if err != nil {
 			return err
@@ -234,6 +258,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, err = w.Write(append(b, '\n'))
 	return err
