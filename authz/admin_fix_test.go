@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"errors"
 	"fmt"
 	"html"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpauth/mcpauth/storage"
 )
@@ -125,5 +127,37 @@ func TestAdminAPIHeaders(t *testing.T) {
 		if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
 			t.Errorf("%d answer: X-Content-Type-Options %q, want nosniff", r.status, got)
 		}
+	}
+}
+
+// TestAdminPATLimit: a user holds at most MaxLivePATsPerUser live personal
+// access tokens; a revoked or expired one does not count (M3).
+func TestAdminPATLimit(t *testing.T) {
+	e := adminSetup(t)
+	bob := e.user("bob")
+	req := PATRequest{UserID: bob.ID, Name: "t", Scopes: []string{"mcp"}, TTL: time.Hour, CreatedBy: "bob"}
+	var first *storage.PersonalAccessToken
+	for i := range MaxLivePATsPerUser {
+		_, p, err := e.s.CreatePersonalAccessToken(t.Context(), req)
+		if err != nil {
+			t.Fatalf("token %d: %v", i, err)
+		}
+		if first == nil {
+			first = p
+		}
+	}
+	_, _, err := e.s.CreatePersonalAccessToken(t.Context(), req)
+	if !errors.Is(err, ErrPATRequest) {
+		t.Fatalf("token %d: %v, want ErrPATRequest", MaxLivePATsPerUser+1, err)
+	}
+	// Another user is not affected.
+	if _, _, err := e.s.CreatePersonalAccessToken(t.Context(), PATRequest{UserID: e.user("alice").ID, Name: "t", Scopes: []string{"mcp"}, TTL: time.Hour, CreatedBy: "alice"}); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	if err := e.s.db.RevokePersonalAccessToken(t.Context(), first.ID, bob.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.s.CreatePersonalAccessToken(t.Context(), req); err != nil {
+		t.Fatalf("after revoking one: %v", err)
 	}
 }
