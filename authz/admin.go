@@ -330,13 +330,17 @@ func (s *Server) handleConsoleClient(w http.ResponseWriter, r *http.Request, c *
 	if err != nil {
 		return err
 	}
+	live, err := s.db.CountLiveGrants(r.Context(), cl.ID)
+	if err != nil {
+		return err
+	}
 	s.page(w, r, c, "clients", "admin_client", struct {
 		Client       *storage.Client
 		Row          clientRow
 		Grants       []grantView
 		More         bool
 		Confidential bool
-	}{cl, clientRowOf(cl, len(grants)), grants, more, !cl.IsPublic()})
+	}{cl, clientRowOf(cl, live), grants, more, !cl.IsPublic()})
 	return nil
 }
 
@@ -363,13 +367,13 @@ func (s *Server) handleConsoleClientDeletePage(w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return err
 	}
-	grants, _, err := s.listGrants(r.Context(), "", cl.ID, adminMaxGrantLimit)
+	live, err := s.db.CountLiveGrants(r.Context(), cl.ID)
 	if err != nil {
 		return err
 	}
 	s.page(w, r, c, "clients", "admin_confirm", confirmView{
 		Title:   "Delete client " + cl.ID + "?",
-		Message: fmt.Sprintf("Deleting %q revokes its %d live grants at once, ends every token it holds, forgets every consent given to it, and removes it. An application that registered itself can register again; this cannot be undone.", clientName(cl), len(grants)),
+		Message: fmt.Sprintf("Deleting %q revokes its %d live grants at once, ends every token it holds, forgets every consent given to it, and removes it. An application that registered itself can register again; this cannot be undone.", clientName(cl), live),
 		Action:  "/admin/client/delete",
 		Button:  "Delete client",
 		Cancel:  clientPage(cl.ID),

@@ -161,3 +161,29 @@ func TestAdminPATLimit(t *testing.T) {
 		t.Fatalf("after revoking one: %v", err)
 	}
 }
+
+// TestAdminConsoleClientGrantCount: the client page and the delete
+// confirmation count a client's live grants in the database, not the
+// grants of a capped list (L5).
+func TestAdminConsoleClientGrantCount(t *testing.T) {
+	e := adminSetup(t)
+	for range 3 {
+		e.userTokens("bob", "counted", "mcp")
+	}
+	e.userTokens("alice", "counted", "mcp")
+	e.userTokens("bob", "other", "mcp")
+	n, err := e.s.db.CountLiveGrants(t.Context(), "counted")
+	if err != nil || n != 4 {
+		t.Fatalf("CountLiveGrants = %d, %v; want 4", n, err)
+	}
+	if _, err := e.s.db.CountLiveGrants(t.Context(), "nobody"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("CountLiveGrants(no such client) = %v, want ErrNotFound", err)
+	}
+	admin := e.signedIn("alice")
+	if r := e.do(t, admin, "GET", "/admin/client?id=counted", nil, nil); !strings.Contains(r.body, "Live grants (4)") {
+		t.Errorf("client page: %s\n%s", r.Status, r.body)
+	}
+	if r := e.do(t, admin, "GET", "/admin/client/delete?id=counted", nil, nil); !strings.Contains(r.body, "revokes its 4 live grants") {
+		t.Errorf("delete confirmation: %s\n%s", r.Status, r.body)
+	}
+}
