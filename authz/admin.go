@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -271,21 +272,27 @@ type clientRow struct {
 	LiveGrants int
 }
 
+// clientSources are the client sources, value and label as the console
+// shows it: the list filter's choices, and the only values it accepts.
+var clientSources = [][2]string{{storage.SourceDCR, "registered"}, {storage.SourceCIMD, "metadata document"}, {storage.SourceAdmin, "created by admin"}}
+
 // sourceLabel names a client source as the console shows it.
 func sourceLabel(src string) string {
-	switch src {
-	case storage.SourceDCR:
-		return "registered"
-	case storage.SourceCIMD:
-		return "metadata document"
-	case storage.SourceAdmin:
-		return "created by admin"
+	for _, s := range clientSources {
+		if s[0] == src {
+			return s[1]
+		}
 	}
 	return src
 }
 
-// clientSources are the filter's choices: value and label.
-var clientSources = [][2]string{{storage.SourceDCR, "registered"}, {storage.SourceCIMD, "metadata document"}, {storage.SourceAdmin, "created by admin"}}
+// checkClientSource refuses a source filter that is not a client source.
+func checkClientSource(src string) error {
+	if src != "" && !slices.ContainsFunc(clientSources, func(s [2]string) bool { return s[0] == src }) {
+		return badRequest("source must be dcr, cimd or admin")
+	}
+	return nil
+}
 
 // consoleClientPage is the number of clients on a page of the list.
 const consoleClientPage = 50
@@ -293,8 +300,8 @@ const consoleClientPage = 50
 func (s *Server) handleConsoleClients(w http.ResponseWriter, r *http.Request, c *adminCaller) error {
 	q := r.URL.Query()
 	f := storage.ClientFilter{Source: queryValue(q, "source"), Query: queryValue(q, "q"), After: queryValue(q, "after"), Limit: consoleClientPage + 1}
-	if f.Source != "" && f.Source != storage.SourceDCR && f.Source != storage.SourceCIMD && f.Source != storage.SourceAdmin {
-		return badRequest("unknown source %q", f.Source)
+	if err := checkClientSource(f.Source); err != nil {
+		return err
 	}
 	list, err := s.db.ListClientSummaries(r.Context(), f)
 	if err != nil {
@@ -407,19 +414,7 @@ func (s *Server) handleConsoleClientDelete(w http.ResponseWriter, r *http.Reques
 		seeOther(w, "/admin/client/delete?"+url.Values{"id": {id}}.Encode())
 		return nil
 	}
-	err := s.opDeleteClient(r, c, id)
-	if err != nil {
-		var oe *oauth.Error
-		if errors.As(err, &oe) && oe.HTTPStatus() < 500 {
-			s.setFlash(w, true, oe.Description)
-			seeOther(w, "/admin/clients")
-			return nil
-		}
-		return err
-	}
-	s.setFlash(w, false, "Client "+id+" deleted.")
-	seeOther(w, "/admin/clients")
-	return nil
+	return s.done(w, r, "/admin/clients", "Client "+id+" deleted.", s.opDeleteClient(r, c, id))
 }
 
 // ---- users ----

@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -169,9 +168,8 @@ func (s *Server) apiCaller(w http.ResponseWriter, r *http.Request) (*adminCaller
 		if err := s.sessions.origin.Check(r); err != nil {
 			return nil, errCSRF(err)
 		}
-		got, sid := r.Header.Get(csrfHeader), cookieValue(r, s.sessions.cookie)
-		if got == "" || sid == "" || !hmac.Equal([]byte(got), []byte(s.sessions.csrfMAC("session", sid))) {
-			return nil, errCSRF(errors.New("no or wrong " + csrfHeader))
+		if err := s.checkCSRFToken(r, r.Header.Get(csrfHeader), "session", s.sessions.cookie); err != nil {
+			return nil, err
 		}
 	}
 	return &adminCaller{user: user}, nil
@@ -286,8 +284,8 @@ func (s *Server) handleAPIClients(w http.ResponseWriter, r *http.Request, c *adm
 		return err
 	}
 	f := storage.ClientFilter{Source: queryValue(q, "source"), Query: queryValue(q, "q"), After: queryValue(q, "after"), Limit: limit + 1}
-	if f.Source != "" && f.Source != storage.SourceDCR && f.Source != storage.SourceCIMD && f.Source != storage.SourceAdmin {
-		return badRequest("source must be dcr, cimd or admin")
+	if err := checkClientSource(f.Source); err != nil {
+		return err
 	}
 	list, err := s.db.ListClientSummaries(r.Context(), f)
 	if err != nil {
