@@ -119,39 +119,16 @@ type adminView struct {
 // page (never a stack trace or a database message).
 func (s *Server) console(h func(http.ResponseWriter, *http.Request, *adminCaller) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		w.Header().Set("Cache-Control", "no-store")
-		user, err := s.currentUser(r)
-		if err != nil {
-			s.log.ErrorContext(ctx, "admin console: session lookup", "err", err)
-			s.consoleMessage(w, r, http.StatusInternalServerError, "Something went wrong", "Something went wrong on our side. Please try again.")
-			return
+		returnTo := r.URL.RequestURI()
+		if r.Method != http.MethodGet {
+			returnTo = "/admin"
 		}
+		user := s.signedInUser(w, r, "admin console", true, returnTo)
 		if user == nil {
-			returnTo := r.URL.RequestURI()
-			if r.Method != http.MethodGet {
-				returnTo = "/admin"
-			}
-			s.redirectToLogin(w, returnTo)
 			return
 		}
-		if !user.IsAdmin {
-			s.log.InfoContext(ctx, "admin console refused: not an administrator", "user_id", user.ID)
-			s.consoleMessage(w, r, http.StatusForbidden, "Administrators only", "You are signed in as "+user.Username+", who is not an administrator.")
-			return
-		}
-		if r.Method == http.MethodPost {
-			if err := s.checkCSRF(r); err != nil {
-				s.log.InfoContext(ctx, "admin console: CSRF check failed", "err", err)
-				status := errStatus(err)
-				s.consoleMessage(w, r, status, "Request refused", "This form expired or did not come from this site. Go back, reload the page and try again.")
-				return
-			}
-		}
-		err = checkRequestInputs(r)
-		if err == nil {
-			err = inputError(h(w, r, &adminCaller{user: user}))
-		}
+		ctx := r.Context()
+		err := inputError(h(w, r, &adminCaller{user: user}))
 		if err != nil {
 			var oe *oauth.Error
 			if errors.As(err, &oe) && oe.HTTPStatus() < 500 {
@@ -162,6 +139,48 @@ func (s *Server) console(h func(http.ResponseWriter, *http.Request, *adminCaller
 			s.consoleMessage(w, r, http.StatusInternalServerError, "Something went wrong", "Something went wrong on our side. Please try again.")
 		}
 	}
+}
+
+// signedInUser is what the console and /account check before a handler: a
+// signed-in user (else a redirect to the login page, back to returnTo), an
+// administrator when admin, the CSRF checks on POST, and every query, path
+// and form value valid (checkRequestInputs). It returns the user, or nil
+// when it answered the request itself (a page, never a database message).
+func (s *Server) signedInUser(w http.ResponseWriter, r *http.Request, area string, admin bool, returnTo string) *storage.User {
+	ctx := r.Context()
+	w.Header().Set("Cache-Control", "no-store")
+	user, err := s.currentUser(r)
+	if err != nil {
+		s.log.ErrorContext(ctx, area+": session lookup", "err", err)
+		s.consoleMessage(w, r, http.StatusInternalServerError, "Something went wrong", "Something went wrong on our side. Please try again.")
+		return nil
+	}
+	if user == nil {
+		s.redirectToLogin(w, returnTo)
+		return nil
+	}
+	if admin && !user.IsAdmin {
+		s.log.InfoContext(ctx, area+" refused: not an administrator", "user_id", user.ID)
+		s.consoleMessage(w, r, http.StatusForbidden, "Administrators only", "You are signed in as "+user.Username+", who is not an administrator.")
+		return nil
+	}
+	if r.Method == http.MethodPost {
+		if err := s.checkCSRF(r); err != nil {
+			s.log.InfoContext(ctx, area+": CSRF check failed", "err", err)
+			s.consoleMessage(w, r, errStatus(err), "Request refused", "This form expired or did not come from this site. Go back, reload the page and try again.")
+			return nil
+		}
+	}
+	if err := checkRequestInputs(r); err != nil {
+		msg := "The request has a value that is not valid."
+		var oe *oauth.Error
+		if errors.As(err, &oe) {
+			msg = oe.Description
+		}
+		s.consoleMessage(w, r, http.StatusBadRequest, "Request refused", msg)
+		return nil
+	}
+	return user
 }
 
 // errStatus is the HTTP status of an error: an *oauth.Error's, a body over
