@@ -33,26 +33,12 @@ func (s *Server) accountRoutes(r chi.Router) {
 // page), CSRF checked on POST, failures shown as a page.
 func (s *Server) accountPage(h func(http.ResponseWriter, *http.Request, *storage.User) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		w.Header().Set("Cache-Control", "no-store")
-		user, err := s.currentUser(r)
-		if err != nil {
-			s.log.ErrorContext(ctx, "account: session lookup", "err", err)
-			s.consoleMessage(w, r, http.StatusInternalServerError, "Something went wrong", "Something went wrong on our side. Please try again.")
-			return
-		}
+		user := s.signedInUser(w, r, "account", false, "/account")
 		if user == nil {
-			s.redirectToLogin(w, "/account")
 			return
 		}
-		if r.Method == http.MethodPost {
-			if err := s.checkCSRF(r); err != nil {
-				s.log.InfoContext(ctx, "account: CSRF check failed", "err", err)
-				s.consoleMessage(w, r, errStatus(err), "Request refused", "This form expired or did not come from this site. Go back, reload the page and try again.")
-				return
-			}
-		}
-		if err := h(w, r, user); err != nil {
+		ctx := r.Context()
+		if err := inputError(h(w, r, user)); err != nil {
 			var oe *oauth.Error
 			if errors.As(err, &oe) && oe.HTTPStatus() < 500 {
 				s.setFlash(w, true, oe.Description)

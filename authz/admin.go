@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -118,36 +119,17 @@ type adminView struct {
 // page (never a stack trace or a database message).
 func (s *Server) console(h func(http.ResponseWriter, *http.Request, *adminCaller) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		w.Header().Set("Cache-Control", "no-store")
-		user, err := s.currentUser(r)
-		if err != nil {
-			s.log.ErrorContext(ctx, "admin console: session lookup", "err", err)
-			s.consoleMessage(w, r, http.StatusInternalServerError, "Something went wrong", "Something went wrong on our side. Please try again.")
-			return
+		returnTo := r.URL.RequestURI()
+		if r.Method != http.MethodGet {
+			returnTo = "/admin"
 		}
+		user := s.signedInUser(w, r, "admin console", true, returnTo)
 		if user == nil {
-			returnTo := r.URL.RequestURI()
-			if r.Method != http.MethodGet {
-				returnTo = "/admin"
-			}
-			s.redirectToLogin(w, returnTo)
 			return
 		}
-		if !user.IsAdmin {
-			s.log.InfoContext(ctx, "admin console refused: not an administrator", "user_id", user.ID)
-			s.consoleMessage(w, r, http.StatusForbidden, "Administrators only", "You are signed in as "+user.Username+", who is not an administrator.")
-			return
-		}
-		if r.Method == http.MethodPost {
-			if err := s.checkCSRF(r); err != nil {
-				s.log.InfoContext(ctx, "admin console: CSRF check failed", "err", err)
-				status := errStatus(err)
-				s.consoleMessage(w, r, status, "Request refused", "This form expired or did not come from this site. Go back, reload the page and try again.")
-				return
-			}
-		}
-		if err := h(w, r, &adminCaller{user: user}); err != nil {
+		ctx := r.Context()
+		err := inputError(h(w, r, &adminCaller{user: user}))
+		if err != nil {
 			var oe *oauth.Error
 			if errors.As(err, &oe) && oe.HTTPStatus() < 500 {
 				s.consoleMessage(w, r, oe.HTTPStatus(), "Request refused", oe.Description)
@@ -157,6 +139,48 @@ func (s *Server) console(h func(http.ResponseWriter, *http.Request, *adminCaller
 			s.consoleMessage(w, r, http.StatusInternalServerError, "Something went wrong", "Something went wrong on our side. Please try again.")
 		}
 	}
+}
+
+// signedInUser is what the console and /account check before a handler: a
+// signed-in user (else a redirect to the login page, back to returnTo), an
+// administrator when admin, the CSRF checks on POST, and every query, path
+// and form value valid (checkRequestInputs). It returns the user, or nil
+// when it answered the request itself (a page, never a database message).
+func (s *Server) signedInUser(w http.ResponseWriter, r *http.Request, area string, admin bool, returnTo string) *storage.User {
+	ctx := r.Context()
+	w.Header().Set("Cache-Control", "no-store")
+	user, err := s.currentUser(r)
+	if err != nil {
+		s.log.ErrorContext(ctx, area+": session lookup", "err", err)
+		s.consoleMessage(w, r, http.StatusInternalServerError, "Something went wrong", "Something went wrong on our side. Please try again.")
+		return nil
+	}
+	if user == nil {
+		s.redirectToLogin(w, returnTo)
+		return nil
+	}
+	if admin && !user.IsAdmin {
+		s.log.InfoContext(ctx, area+" refused: not an administrator", "user_id", user.ID)
+		s.consoleMessage(w, r, http.StatusForbidden, "Administrators only", "You are signed in as "+user.Username+", who is not an administrator.")
+		return nil
+	}
+	if r.Method == http.MethodPost {
+		if err := s.checkCSRF(r); err != nil {
+			s.log.InfoContext(ctx, area+": CSRF check failed", "err", err)
+			s.consoleMessage(w, r, errStatus(err), "Request refused", "This form expired or did not come from this site. Go back, reload the page and try again.")
+			return nil
+		}
+	}
+	if err := checkRequestInputs(r); err != nil {
+		msg := "The request has a value that is not valid."
+		var oe *oauth.Error
+		if errors.As(err, &oe) {
+			msg = oe.Description
+		}
+		s.consoleMessage(w, r, http.StatusBadRequest, "Request refused", msg)
+		return nil
+	}
+	return user
 }
 
 // errStatus is the HTTP status of an error: an *oauth.Error's, a body over
@@ -267,21 +291,27 @@ type clientRow struct {
 	LiveGrants int
 }
 
+// clientSources are the client sources, value and label as the console
+// shows it: the list filter's choices, and the only values it accepts.
+var clientSources = [][2]string{{storage.SourceDCR, "registered"}, {storage.SourceCIMD, "metadata document"}, {storage.SourceAdmin, "created by admin"}}
+
 // sourceLabel names a client source as the console shows it.
 func sourceLabel(src string) string {
-	switch src {
-	case storage.SourceDCR:
-		return "registered"
-	case storage.SourceCIMD:
-		return "metadata document"
-	case storage.SourceAdmin:
-		return "created by admin"
+	for _, s := range clientSources {
+		if s[0] == src {
+			return s[1]
+		}
 	}
 	return src
 }
 
-// clientSources are the filter's choices: value and label.
-var clientSources = [][2]string{{storage.SourceDCR, "registered"}, {storage.SourceCIMD, "metadata document"}, {storage.SourceAdmin, "created by admin"}}
+// checkClientSource refuses a source filter that is not a client source.
+func checkClientSource(src string) error {
+	if src != "" && !slices.ContainsFunc(clientSources, func(s [2]string) bool { return s[0] == src }) {
+		return badRequest("source must be dcr, cimd or admin")
+	}
+	return nil
+}
 
 // consoleClientPage is the number of clients on a page of the list.
 const consoleClientPage = 50
@@ -289,8 +319,8 @@ const consoleClientPage = 50
 func (s *Server) handleConsoleClients(w http.ResponseWriter, r *http.Request, c *adminCaller) error {
 	q := r.URL.Query()
 	f := storage.ClientFilter{Source: queryValue(q, "source"), Query: queryValue(q, "q"), After: queryValue(q, "after"), Limit: consoleClientPage + 1}
-	if f.Source != "" && f.Source != storage.SourceDCR && f.Source != storage.SourceCIMD && f.Source != storage.SourceAdmin {
-		return badRequest("unknown source %q", f.Source)
+	if err := checkClientSource(f.Source); err != nil {
+		return err
 	}
 	list, err := s.db.ListClientSummaries(r.Context(), f)
 	if err != nil {
@@ -300,11 +330,11 @@ func (s *Server) handleConsoleClients(w http.ResponseWriter, r *http.Request, c 
 		Source, Query string
 		Sources       [][2]string
 		Clients       []clientRow
-		Next          string // the query of the next page, "" if none
+		NextURL       string // the next page, "" if none
 	}{Source: f.Source, Query: f.Query, Sources: clientSources}
 	if len(list) > consoleClientPage {
 		list = list[:consoleClientPage]
-		data.Next = url.Values{"source": {f.Source}, "q": {f.Query}, "after": {list[len(list)-1].Client.ID}}.Encode()
+		data.NextURL = "/admin/clients?" + url.Values{"source": {f.Source}, "q": {f.Query}, "after": {list[len(list)-1].Client.ID}}.Encode()
 	}
 	for _, cs := range list {
 		data.Clients = append(data.Clients, clientRowOf(cs.Client, cs.LiveGrants))
@@ -326,13 +356,17 @@ func (s *Server) handleConsoleClient(w http.ResponseWriter, r *http.Request, c *
 	if err != nil {
 		return err
 	}
+	live, err := s.db.CountLiveGrants(r.Context(), cl.ID)
+	if err != nil {
+		return err
+	}
 	s.page(w, r, c, "clients", "admin_client", struct {
 		Client       *storage.Client
 		Row          clientRow
 		Grants       []grantView
 		More         bool
 		Confidential bool
-	}{cl, clientRowOf(cl, len(grants)), grants, more, !cl.IsPublic()})
+	}{cl, clientRowOf(cl, live), grants, more, !cl.IsPublic()})
 	return nil
 }
 
@@ -359,13 +393,13 @@ func (s *Server) handleConsoleClientDeletePage(w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return err
 	}
-	grants, _, err := s.listGrants(r.Context(), "", cl.ID, adminMaxGrantLimit)
+	live, err := s.db.CountLiveGrants(r.Context(), cl.ID)
 	if err != nil {
 		return err
 	}
 	s.page(w, r, c, "clients", "admin_confirm", confirmView{
 		Title:   "Delete client " + cl.ID + "?",
-		Message: fmt.Sprintf("Deleting %q revokes its %d live grants at once, ends every token it holds, forgets every consent given to it, and removes it. An application that registered itself can register again; this cannot be undone.", clientName(cl), len(grants)),
+		Message: fmt.Sprintf("Deleting %q revokes its %d live grants at once, ends every token it holds, forgets every consent given to it, and removes it. An application that registered itself can register again; this cannot be undone.", clientName(cl), live),
 		Action:  "/admin/client/delete",
 		Button:  "Delete client",
 		Cancel:  clientPage(cl.ID),
@@ -399,19 +433,7 @@ func (s *Server) handleConsoleClientDelete(w http.ResponseWriter, r *http.Reques
 		seeOther(w, "/admin/client/delete?"+url.Values{"id": {id}}.Encode())
 		return nil
 	}
-	err := s.opDeleteClient(r, c, id)
-	if err != nil {
-		var oe *oauth.Error
-		if errors.As(err, &oe) && oe.HTTPStatus() < 500 {
-			s.setFlash(w, true, oe.Description)
-			seeOther(w, "/admin/clients")
-			return nil
-		}
-		return err
-	}
-	s.setFlash(w, false, "Client "+id+" deleted.")
-	seeOther(w, "/admin/clients")
-	return nil
+	return s.done(w, r, "/admin/clients", "Client "+id+" deleted.", s.opDeleteClient(r, c, id))
 }
 
 // ---- users ----
@@ -613,7 +635,7 @@ func (s *Server) handleConsoleAudit(w http.ResponseWriter, r *http.Request, c *a
 		User, ClientID, Event, Since, Until, Problem string
 		Events                                       []auditView
 		Names                                        []string
-		Next                                         string
+		NextURL                                      string // the older events, "" if none
 	}{User: queryValue(q, "user"), ClientID: queryValue(q, "client_id"), Event: queryValue(q, "event"),
 		Since: queryValue(q, "since"), Until: queryValue(q, "until"), Problem: problem, Names: storage.AuditEvents}
 	if len(events) > consoleAuditPage {
@@ -625,7 +647,7 @@ func (s *Server) handleConsoleAudit(w http.ResponseWriter, r *http.Request, c *a
 			}
 		}
 		next.Set("before", strconv.FormatInt(events[len(events)-1].ID, 10))
-		data.Next = next.Encode()
+		data.NextURL = "/admin/audit?" + next.Encode()
 	}
 	data.Events = auditViews(events)
 	s.page(w, r, c, "audit", "admin_audit", data)

@@ -48,13 +48,18 @@ func (e *adminEnv) tok(name string) *tokEnv {
 // adminTokens is a user's grant: its access and refresh tokens.
 type adminTokens struct{ access, refresh, client string }
 
-// userTokens creates a public client (unless it exists) and gives it a
-// grant of user for scopes, through the authorization code flow.
+// userTokens creates a public client (unless it exists; an administrator's
+// when its id starts with "admin-", else a self-registered one) and gives it
+// a grant of user for scopes, through the authorization code flow.
 func (e *adminEnv) userTokens(user, clientID string, scopes ...string) adminTokens {
 	e.t.Helper()
 	te := e.tok(user)
 	if _, err := e.s.db.Client(e.t.Context(), clientID); err != nil {
-		te.client(tokClient{id: clientID, scopes: []string{"mcp", "admin"}})
+		src := storage.SourceDCR
+		if strings.HasPrefix(clientID, "admin-") {
+			src = storage.SourceAdmin
+		}
+		te.client(tokClient{id: clientID, scopes: []string{"mcp", "admin"}, source: src})
 	}
 	code := te.authorize(clientID, scopes, nil)
 	r := te.exchange(clientID, "", code, url.Values{"resource": {e.s.cfg.MCPResource}})
@@ -216,8 +221,26 @@ func TestAdminAPIAuthentication(t *testing.T) {
 	bobAdmin := e.userTokens("bob", "app", "mcp", "admin")
 	wantAPI(t, "admin scope, non-admin user", e.api(nil, "GET", "/users", bobAdmin.access, "", nil), http.StatusForbidden, "access_denied")
 
-	alice := e.userTokens("alice", "app", "mcp", "admin")
+	// H1: a self-registered client an administrator approved for admin
+	// (consent shows only /mcp's admin tools) does not get the API.
+	dcr := e.userTokens("alice", "app", "mcp", "admin")
+	r = e.api(nil, "GET", "/users", dcr.access, "", nil)
+	wantAPI(t, "admin's token held by a self-registered client", r, http.StatusForbidden, "access_denied")
+	if !strings.Contains(r.str("error_description"), "an administrator created") {
+		t.Errorf("self-registered client refused with %q", r.str("error_description"))
+	}
+	wantAPI(t, "self-registered client, POST", e.api(nil, "POST", "/users", dcr.access, `{"username":"mallory","admin":true}`, nil), http.StatusForbidden, "access_denied")
+	if _, err := e.s.db.UserByName(t.Context(), "mallory"); err == nil {
+		t.Errorf("a self-registered client's token created an administrator")
+	}
+
+	alice := e.userTokens("alice", "admin-app", "mcp", "admin")
 	wantAPI(t, "admin token", e.api(nil, "GET", "/users", alice.access, "", nil), http.StatusOK, "")
+	// The audit log records which client held the administrator's token.
+	wantAPI(t, "admin token, POST", e.api(nil, "POST", "/users", alice.access, `{"username":"erin"}`, nil), http.StatusCreated, "")
+	if ev := e.adminAPILastAudit(); ev.Actor != "alice" || ev.Details["via_client"] != "admin-app" {
+		t.Errorf("audit of a token's call = %+v, want actor alice via_client admin-app", ev)
+	}
 	// Demoted, the same token no longer administers.
 	if err := e.s.db.SetUserAdmin(t.Context(), e.user("alice").ID, false); err != nil {
 		t.Fatal(err)
@@ -243,6 +266,14 @@ func TestAdminAPIAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantAPI(t, "admin PAT", e.api(nil, "GET", "/users", pat, "", nil), http.StatusOK, "")
+	// A disabled admin-created client's user token is refused too.
+	if _, err := e.s.db.SetClientDisabled(t.Context(), "admin-app", true); err != nil {
+		t.Fatal(err)
+	}
+	// (Its tokens are revoked too; whichever check sees it first refuses.)
+	if r := e.api(nil, "GET", "/users", alice.access, "", nil); r.status != http.StatusForbidden && r.status != http.StatusUnauthorized {
+		t.Errorf("disabled admin client: %d %s, want 403 or 401", r.status, r.raw)
+	}
 
 	// Browser sessions.
 	bobBrowser := e.client(t)
@@ -263,6 +294,16 @@ func TestAdminAPIAuthentication(t *testing.T) {
 	wantAPI(t, "session POST with CSRF header", e.api(browser, "POST", "/users", "", body, ok), http.StatusCreated, "")
 }
 
+// adminAPILastAudit is the newest audit event.
+func (e *adminEnv) adminAPILastAudit() storage.AuditEvent {
+	e.t.Helper()
+	evs, err := e.s.db.ListAuditEvents(e.t.Context(), storage.AuditFilter{Limit: 1})
+	if err != nil || len(evs) != 1 {
+		e.t.Fatalf("audit events: %v %v", evs, err)
+	}
+	return evs[0]
+}
+
 var adminCSRFRE = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
 
 // consoleCSRF is the CSRF token of a console page of the browser c.
@@ -281,7 +322,7 @@ func (e *adminEnv) consoleCSRF(c *http.Client) string {
 // cannot disable or demote themselves; each change is audited.
 func TestAdminAPIUsers(t *testing.T) {
 	e := adminSetup(t)
-	admin := e.userTokens("alice", "app", "mcp", "admin").access
+	admin := e.userTokens("alice", "admin-app", "mcp", "admin").access
 
 	r := e.api(nil, "GET", "/users", admin, "", nil)
 	wantAPI(t, "list", r, http.StatusOK, "")
@@ -463,7 +504,7 @@ func (e *adminEnv) refreshed(at adminTokens) string {
 // end, it cannot get tokens), enable (nothing revived), delete.
 func TestAdminAPIClients(t *testing.T) {
 	e := adminSetup(t)
-	admin := e.userTokens("alice", "console", "mcp", "admin").access
+	admin := e.userTokens("alice", "admin-console", "mcp", "admin").access
 	te := e.tok("bob")
 	bobA := e.userTokens("bob", "app-a", "mcp")
 	e.userTokens("bob", "app-b", "mcp")
@@ -529,7 +570,7 @@ func TestAdminAPIClients(t *testing.T) {
 // it; it is refused within a second.
 func TestAdminAPITokens(t *testing.T) {
 	e := adminSetup(t)
-	admin := e.userTokens("alice", "console", "mcp", "admin").access
+	admin := e.userTokens("alice", "admin-console", "mcp", "admin").access
 
 	r := e.api(nil, "POST", "/tokens", admin, `{"user":"bob","name":"ci","scopes":["mcp"],"expires_in":3600}`, nil)
 	wantAPI(t, "create", r, http.StatusCreated, "")
@@ -562,7 +603,7 @@ func TestAdminAPITokens(t *testing.T) {
 // filters by event and user and pages with next_before.
 func TestAdminAPIKeysAndAudit(t *testing.T) {
 	e := adminSetup(t)
-	admin := e.userTokens("alice", "console", "mcp", "admin").access
+	admin := e.userTokens("alice", "admin-console", "mcp", "admin").access
 
 	r := e.api(nil, "GET", "/keys", admin, "", nil)
 	wantAPI(t, "keys", r, http.StatusOK, "")
@@ -611,7 +652,7 @@ func TestAdminAPIKeysAndAudit(t *testing.T) {
 // TestAdminAPIBodies: bodies are JSON, capped, and unknown operations 404.
 func TestAdminAPIBodies(t *testing.T) {
 	e := adminSetup(t)
-	admin := e.userTokens("alice", "console", "mcp", "admin").access
+	admin := e.userTokens("alice", "admin-console", "mcp", "admin").access
 
 	big := `{"username":"` + strings.Repeat("a", maxFormBytes) + `"}`
 	wantAPI(t, "too big", e.api(nil, "POST", "/users", admin, big, nil), http.StatusRequestEntityTooLarge, "invalid_request")

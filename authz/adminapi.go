@@ -1,7 +1,7 @@
 package authz
 
 import (
-	"crypto/hmac"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,9 +64,32 @@ func (s *Server) adminAPIRoutes(r chi.Router) {
 	r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error {
 		return notFound("no such admin API operation")
 	}))
-	r.MethodNotAllowed(s.handle(func(http.ResponseWriter, *http.Request) error {
+	r.MethodNotAllowed(s.handle(func(w http.ResponseWriter, req *http.Request) error {
+		// RFC 9110 §15.5.6: a 405 carries Allow, the path's methods.
+		if allow := allowedMethods(r, req); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
 		return &oauth.Error{Code: oauth.InvalidRequest, Description: "method not allowed", Status: http.StatusMethodNotAllowed}
 	}))
+}
+
+// allowedMethods lists the methods routes has for the path req was routed
+// on (chi's RoutePath, relative to routes' mount point), for Allow.
+func allowedMethods(routes chi.Routes, req *http.Request) string {
+	path := req.URL.RawPath
+	if path == "" {
+		path = req.URL.Path
+	}
+	if rctx := chi.RouteContext(req.Context()); rctx != nil && rctx.RoutePath != "" {
+		path = rctx.RoutePath
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if routes.Match(chi.NewRouteContext(), m, path) {
+			allow = append(allow, m)
+		}
+	}
+	return strings.Join(allow, ", ")
 }
 
 // api wraps an admin API handler: it authenticates the caller and writes
@@ -74,11 +97,15 @@ func (s *Server) adminAPIRoutes(r chi.Router) {
 func (s *Server) api(h func(http.ResponseWriter, *http.Request, *adminCaller) error) http.HandlerFunc {
 	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		c, err := s.apiCaller(w, r)
 		if err != nil {
 			return err
 		}
-		return h(w, r, c)
+		if err := checkRequestInputs(r); err != nil {
+			return err
+		}
+		return inputError(h(w, r, c))
 	})
 }
 
@@ -115,6 +142,12 @@ func (s *Server) apiCaller(w http.ResponseWriter, r *http.Request) (*adminCaller
 			s.log.InfoContext(ctx, "admin API refused", "client_id", ti.ClientID, "err", err)
 			return nil, &oauth.Error{Code: oauth.AccessDenied, Description: strings.TrimPrefix(err.Error(), ErrNotAdmin.Error()+": "), Status: http.StatusForbidden}
 		}
+		if u != nil {
+			if err := s.apiUserTokenClient(ctx, ti.ClientID); err != nil {
+				s.log.InfoContext(ctx, "admin API refused: user token of a client not created by an administrator", "client_id", ti.ClientID)
+				return nil, err
+			}
+		}
 		return &adminCaller{user: u, token: ti}, nil
 	}
 
@@ -135,12 +168,38 @@ func (s *Server) apiCaller(w http.ResponseWriter, r *http.Request) (*adminCaller
 		if err := s.sessions.origin.Check(r); err != nil {
 			return nil, errCSRF(err)
 		}
-		got, sid := r.Header.Get(csrfHeader), cookieValue(r, s.sessions.cookie)
-		if got == "" || sid == "" || !hmac.Equal([]byte(got), []byte(s.sessions.csrfMAC("session", sid))) {
-			return nil, errCSRF(errors.New("no or wrong " + csrfHeader))
+		if err := s.checkCSRFToken(r, r.Header.Get(csrfHeader), "session", s.sessions.cookie); err != nil {
+			return nil, err
 		}
 	}
 	return &adminCaller{user: user}, nil
+}
+
+// apiUserTokenClient decides whether an administrator's token held by
+// clientID may use the admin API: only a personal access token or a token
+// of an enabled client an administrator created. A self-registered client
+// (dynamic registration or a metadata document) can obtain the admin scope
+// for /mcp's admin tools on consent, but consent never shows it the API's
+// powers (passwords, administrators, tokens for anyone), so its token is
+// refused here (RFC 6749 §3.3: the server may fully or partially ignore the
+// scope the client requested; RFC 6750 §3.1 insufficient privileges → 403).
+// It returns nil or an *oauth.Error; other errors are database failures.
+func (s *Server) apiUserTokenClient(ctx context.Context, clientID string) error {
+	if strings.HasPrefix(clientID, PATClientPrefix) {
+		return nil
+	}
+	refuse := &oauth.Error{Code: oauth.AccessDenied, Status: http.StatusForbidden,
+		Description: "the admin API accepts a user's token only from an enabled client an administrator created, or a personal access token; this token's client is not one"}
+	cl, err := s.db.Client(ctx, clientID)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return refuse
+	case err != nil:
+		return err
+	case cl.Source != storage.SourceAdmin || cl.DisabledAt != nil:
+		return refuse
+	}
+	return nil
 }
 
 // decodeJSON reads a JSON request body into v: Content-Type
@@ -197,6 +256,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, err = w.Write(append(b, '\n'))
 	return err
@@ -224,8 +284,8 @@ func (s *Server) handleAPIClients(w http.ResponseWriter, r *http.Request, c *adm
 		return err
 	}
 	f := storage.ClientFilter{Source: queryValue(q, "source"), Query: queryValue(q, "q"), After: queryValue(q, "after"), Limit: limit + 1}
-	if f.Source != "" && f.Source != storage.SourceDCR && f.Source != storage.SourceCIMD && f.Source != storage.SourceAdmin {
-		return badRequest("source must be dcr, cimd or admin")
+	if err := checkClientSource(f.Source); err != nil {
+		return err
 	}
 	list, err := s.db.ListClientSummaries(r.Context(), f)
 	if err != nil {

@@ -92,6 +92,14 @@ func checkAdminArg(name, v string) error {
 // adminAudit records an administrator's action.
 func (s *Server) adminAudit(r *http.Request, c *adminCaller, e storage.AuditEvent) {
 	e.Actor = c.actor()
+	if c.user != nil && c.token != nil {
+		// The client that held the administrator's token (a PAT's is "pat:<id>").
+		d := map[string]any{"via_client": c.token.ClientID}
+		for k, v := range e.Details {
+			d[k] = v
+		}
+		e.Details = d
+	}
 	s.audit(r, e)
 }
 

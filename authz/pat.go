@@ -55,6 +55,9 @@ const (
 	MaxPATTTL = 366 * 24 * time.Hour
 	// MinPATTTL is the shortest.
 	MinPATTTL = time.Minute
+	// MaxLivePATsPerUser caps a user's unexpired, unrevoked personal access
+	// tokens; creating one more is refused.
+	MaxLivePATsPerUser = 50
 	// maxPATNameLen bounds a token's name, in bytes.
 	maxPATNameLen = 100
 	// patTouchEvery is how often at most a token's last use is written.
@@ -145,6 +148,13 @@ func (s *Server) CreatePersonalAccessToken(ctx context.Context, req PATRequest) 
 	}
 	if user.DisabledAt != nil {
 		return "", nil, bad("the user is disabled")
+	}
+	// A cap on live tokens per user: each is a credential to audit and
+	// revoke, and creation is open to every signed-in user (/account).
+	if n, err := s.db.CountLivePersonalAccessTokens(ctx, user.ID, s.cfg.Now()); err != nil {
+		return "", nil, err
+	} else if n >= MaxLivePATsPerUser {
+		return "", nil, bad("the user already has %d live personal access tokens, the most allowed; revoke one first", n)
 	}
 	allowed := s.PATScopes(user)
 	var scopes []string

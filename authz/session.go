@@ -241,7 +241,12 @@ func (s *Server) checkFormCSRF(r *http.Request, purpose, cookie string) error {
 			return &oauth.Error{Code: oauth.InvalidRequest, Description: "malformed form", Err: err}
 		}
 	}
-	got := r.PostForm.Get(csrfField)
+	return s.checkCSRFToken(r, r.PostForm.Get(csrfField), purpose, cookie)
+}
+
+// checkCSRFToken checks that got (a form field's or a header's) is the MAC
+// under purpose of the value of the named cookie of r.
+func (s *Server) checkCSRFToken(r *http.Request, got, purpose, cookie string) error {
 	value := cookieValue(r, cookie)
 	if got == "" || value == "" {
 		return errCSRF(errors.New("no CSRF token or no cookie"))

@@ -504,11 +504,7 @@ func (db *DB) ListClientSummaries(ctx context.Context, f ClientFilter) ([]Client
 	if f.Query != "" {
 		pattern = "%" + likeEscaper.Replace(f.Query) + "%"
 	}
-	rows, err := db.q(ctx).Query(ctx, `SELECT `+clientColumns+`,
-		(SELECT count(*) FROM (
-			SELECT request_id FROM oauth_refresh_tokens WHERE client_id = c.id AND active AND expires_at > now()
-			UNION SELECT request_id FROM oauth_access_tokens WHERE client_id = c.id AND expires_at > now()
-			UNION SELECT request_id FROM oauth_codes WHERE client_id = c.id AND active AND expires_at > now()) g)
+	rows, err := db.q(ctx).Query(ctx, `SELECT `+clientColumns+`, `+liveGrantsOfClient+`
 		FROM oauth_clients c
 		WHERE ($1 = '' OR c.source = $1)
 		  AND ($2 = '' OR c.id ILIKE $2 OR c.metadata->>'client_name' ILIKE $2)

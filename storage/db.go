@@ -53,6 +53,11 @@ var (
 	// GetRefreshTokenSession when the token was rotated before (not merely
 	// revoked): someone presented a spent refresh token (RFC 9700 §4.14.2).
 	ErrRefreshTokenReused = errors.New("refresh token reused")
+	// ErrInvalidInput reports a value PostgreSQL cannot store or compare as
+	// text: invalid UTF-8 or a NUL byte (SQLSTATE 22021
+	// character_not_in_repertoire, 22P05 untranslatable_character). It is
+	// the caller's input, not a server failure: the HTTP layers answer 400.
+	ErrInvalidInput = errors.New("invalid input: not valid text")
 )
 
 // DB is mcpauth's PostgreSQL store. It is safe for concurrent use.
@@ -187,6 +192,8 @@ func dbErr(op string, err error) error {
 			return fmt.Errorf("%s: %w: %w", op, ErrConflict, err)
 		case "40001", "40P01": // serialization_failure, deadlock_detected
 			return fmt.Errorf("%s: %w: %w", op, fosite.ErrSerializationFailure, err)
+		case "22021", "22P05": // character_not_in_repertoire, untranslatable_character
+			return fmt.Errorf("%s: %w: %w", op, ErrInvalidInput, err)
 		}
 	}
 	if connectionFailure(err) {

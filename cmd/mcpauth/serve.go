@@ -70,7 +70,7 @@ const defaultScope = "mcp"
 // them. The configuration file adds its own.
 var builtinScopes = []authz.Scope{
 	{Name: defaultScope, Description: "Use the MCP tools of this server on your behalf"},
-	{Name: resource.AdminScope, Description: "Administer mcpauth: see and revoke every user's connected applications", AdminOnly: true},
+	{Name: resource.AdminScope, Description: "Administer mcpauth through /mcp: list every user's connected applications and revoke them (the admin API needs a client an administrator created, or a personal access token)", AdminOnly: true},
 	{Name: "openid", Description: "Confirm who you are to the application"},
 	{Name: "profile", Description: "See your user name"},
 	{Name: "offline_access", Description: "Stay connected while you are away (refresh tokens)"},
