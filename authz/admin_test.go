@@ -219,11 +219,11 @@ func TestAdminAPIAuthentication(t *testing.T) {
 	alice := e.userTokens("alice", "app", "mcp", "admin")
 	wantAPI(t, "admin token", e.api(nil, "GET", "/users", alice.access, "", nil), http.StatusOK, "")
 	// Demoted, the same token no longer administers.
-	if err := e.s.db.SetUserAdmin(t.Context(), e.user("alice").ID, false); err != nil {
+	if err := e.s.db.SetUserAdmin(t.Context(), e.user("alice").ID, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	wantAPI(t, "demoted admin", e.api(nil, "GET", "/users", alice.access, "", nil), http.StatusForbidden, "access_denied")
-	if err := e.s.db.SetUserAdmin(t.Context(), e.user("alice").ID, true); err != nil {
+	if err := e.s.db.SetUserAdmin(t.Context(), e.user("alice").ID, true, nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -192,7 +192,7 @@ func (s *Server) opSetUserAdmin(r *http.Request, c *adminCaller, u *storage.User
 	if !admin && c.user != nil && c.user.ID == u.ID {
 		return badRequest("you cannot remove your own admin role")
 	}
-	if err := s.db.SetUserAdmin(r.Context(), u.ID, admin); err != nil {
+	if err := s.db.SetUserAdmin(r.Context(), u.ID, admin, s.AdminOnlyScopes()); err != nil {
 		return err
 	}
 	s.adminAudit(r, c, storage.AuditEvent{Event: storage.EventUserAdminChanged, Subject: u.Username, Details: map[string]any{"user_id": u.ID, "admin": admin}})

@@ -182,10 +182,10 @@ func (db *DB) RevokePersonalAccessToken(ctx context.Context, id, userID string) 
 }
 
 // revokePATs revokes the unrevoked, unexpired tokens matching where (a
-// condition on personal_access_tokens with the parameter $1), records each
+// condition on personal_access_tokens with the parameters args), records each
 // in revoked_grants until it expires and notifies RevocationChannel. where
 // is a constant of the caller, never input.
-func (db *DB) revokePATs(ctx context.Context, op, where string, arg any) (int, error) {
+func (db *DB) revokePATs(ctx context.Context, op, where string, args ...any) (int, error) {
 	var n int
 	err := db.q(ctx).QueryRow(ctx, `
 		WITH r AS (
@@ -197,7 +197,7 @@ func (db *DB) revokePATs(ctx context.Context, op, where string, arg any) (int, e
 			ON CONFLICT (grant_id) DO UPDATE SET expires_at = greatest(revoked_grants.expires_at, EXCLUDED.expires_at)
 			RETURNING grant_id
 		)
-		SELECT count(pg_notify('`+RevocationChannel+`', grant_id::text)) FROM rec`, arg).Scan(&n)
+		SELECT count(pg_notify('`+RevocationChannel+`', grant_id::text)) FROM rec`, args...).Scan(&n)
 	if err != nil {
 		return 0, dbErr(op, err)
 	}
