@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,8 +50,28 @@ func TestAuditLoginAndConsent(t *testing.T) {
 	if len(fail) != 2 || fail[1].Subject != "bob" || fail[1].Details["reason"] != "wrong password" || fail[1].ClientIP != "127.0.0.1" {
 		t.Fatalf("login.failure events = %+v", fail)
 	}
-	if fail[0].Subject != "" || fail[0].Details["reason"] != "unknown user" {
-		t.Errorf("failure with a password typed as the name = %+v; want no subject", fail[0])
+	if !strings.HasPrefix(fail[0].Subject, "unknown:") || fail[0].Details["reason"] != "unknown user" {
+		t.Errorf("failure with a password typed as the name = %+v; want an unknown:<hmac> subject", fail[0])
+	}
+	// A password that is also a valid user name is not recorded either; the
+	// same name (any case) gives the same subject, another name another.
+	for _, typed := range []string{"Tr0ub4dor3x", "tr0ub4dor3X", "correcthorse"} {
+		if err := ValidateUsername(typed); err != nil {
+			t.Fatalf("%q is not a valid user name: %v", typed, err)
+		}
+		if r := e.login(t, c, typed, "whatever", "/"); r.StatusCode == http.StatusSeeOther {
+			t.Fatal("an unknown user signed in")
+		}
+	}
+	fail = auditEvents(t, e.s, storage.EventLoginFailure)
+	if len(fail) != 5 {
+		t.Fatalf("%d login.failure events, want 5", len(fail))
+	}
+	if fail[2].Subject != fail[1].Subject || fail[0].Subject == fail[1].Subject || !regexp.MustCompile(`^unknown:[0-9a-f]{16}$`).MatchString(fail[0].Subject) {
+		t.Errorf("unknown-user subjects = %q, %q, %q; want equal for one name in any case, distinct otherwise", fail[2].Subject, fail[1].Subject, fail[0].Subject)
+	}
+	for _, typed := range []string{"Tr0ub4dor3x", "tr0ub4dor3X", "correcthorse"} {
+		auditNoSecret(t, e.s.db, typed)
 	}
 	c = e.signedInClient(t, "bob")
 	ok := auditOne(t, e.s, storage.EventLoginSuccess, 1)
