@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -118,8 +119,9 @@ func TestPersonalAccessTokensEndToEnd(t *testing.T) {
 	}
 	cliAudited(t, db, storage.EventPATCreated)
 
-	// Revoked by the token itself: refused within a second.
-	cliMust(t, srv, "token", "revoke", "--token", pat)
+	// Revoked by the token itself, read from standard input (--token -,
+	// so that it is not in the process list): refused within a second.
+	tokenCLIStdin(t, pat+"\n", func() { cliMust(t, srv, "token", "revoke", "--token", "-") })
 	tokenCLIRefused(t, srv, pat)
 	cliAudited(t, db, storage.EventPATRevoked)
 	// The other token still works.
@@ -227,5 +229,56 @@ func TestTokenRevokeCommands(t *testing.T) {
 		if out, _, err := cliRun(t, srv, args...); err == nil {
 			t.Errorf("mcpauth %s succeeded: %q", strings.Join(args, " "), out)
 		}
+	}
+}
+
+// tokenCLIStdin runs f with stdin as standard input.
+func tokenCLIStdin(t *testing.T, stdin string, f func()) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		w.WriteString(stdin)
+		w.Close()
+	}()
+	old := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = old; r.Close() }()
+	f()
+}
+
+func TestTokenReadTokenLine(t *testing.T) {
+	for in, want := range map[string]string{"mcpat_x\n": "mcpat_x", " a.b.c \r\nrest": "a.b.c", "tok": "tok"} {
+		if got, err := readTokenLine(strings.NewReader(in)); err != nil || got != want {
+			t.Errorf("readTokenLine(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "\n", "  \n", strings.Repeat("x", maxTokenLine+1)} {
+		if got, err := readTokenLine(strings.NewReader(in)); err == nil {
+			t.Errorf("readTokenLine(%d bytes) = %d bytes, want an error", len(in), len(got))
+		}
+	}
+}
+
+func TestTokenParseLifetimeBounded(t *testing.T) {
+	for _, s := range []string{"0d", "-1d", "x d", "367d", "106752d", "9223372036854775807d"} {
+		if d, err := parseLifetime(s); err == nil {
+			t.Errorf("parseLifetime(%q) = %v, want an error", s, d)
+		}
+	}
+	for s, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "366d": 366 * 24 * time.Hour, "2h": 2 * time.Hour} {
+		if d, err := parseLifetime(s); err != nil || d != want {
+			t.Errorf("parseLifetime(%q) = %v, %v; want %v", s, d, err, want)
+		}
+	}
+}
+
+func TestTokenOneLineStripsControls(t *testing.T) {
+	in := "a\nb\x1b[31m\u009b31m\u0085c\u202edcba\u2066x\u2069\u200bz"
+	want := "a b [31m 31m c dcba x \u200bz"
+	if got := oneLine(in); got != want {
+		t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
 	}
 }
