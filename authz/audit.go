@@ -78,6 +78,12 @@ func (s *Server) audit(r *http.Request, e storage.AuditEvent) {
 	s.recordAudit(ctx, e)
 }
 
+// RecordAudit records e like the server's own events: with the client IP
+// of ctx (set by cmd/mcpauth's router) when e has none, through the
+// batching writer while RunAudit runs. For the resource server's admin
+// tools.
+func (s *Server) RecordAudit(ctx context.Context, e storage.AuditEvent) { s.recordAudit(ctx, e) }
+
 // recordAudit records e (see audit) for callers without a request.
 func (s *Server) recordAudit(ctx context.Context, e storage.AuditEvent) {
 	if s.db == nil {

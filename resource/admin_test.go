@@ -108,7 +108,7 @@ func newAdminEnv(t *testing.T, policy resource.Policy) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resource.AddAdminTools(s, e.db)
+	resource.AddAdminTools(s, e.db, nil)
 	h = s.Routes()
 	return e
 }

@@ -95,6 +95,27 @@ func TestPersonalAccessTokensEndToEnd(t *testing.T) {
 	if status, _, body := tokenCLICall(t, srv, adminPAT, "admin_list_grants"); status != http.StatusOK || strings.Contains(body, `"isError":true`) {
 		t.Errorf("admin tool with an admin's admin token: %d %s", status, body)
 	}
+	// admin_revoke's audit event goes through the batching writer, with the
+	// caller's IP.
+	srv.addUser(t, "dave")
+	if status, body := tokenAdminRevoke(t, srv, adminPAT, `{"user":"dave"}`); status != http.StatusOK || strings.Contains(body, `"isError":true`) {
+		t.Errorf("admin_revoke: %d %s", status, body)
+	}
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		evs, err := db.ListAuditEvents(t.Context(), storage.AuditFilter{Event: storage.EventGrantRevoked})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 1 {
+			if ev := evs[0]; ev.Actor != "ops" || ev.Subject != "dave" || ev.ClientIP != "127.0.0.1" || ev.Details["via"] != "admin_revoke tool" {
+				t.Errorf("admin_revoke's audit event = %+v; want actor ops, subject dave, client IP 127.0.0.1", ev)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin_revoke's audit event not written within 2 s: %+v", evs)
+		}
+	}
 
 	// Listed with last use; never the token.
 	// The last use is written in the background: poll for it.
@@ -281,4 +302,22 @@ func TestTokenOneLineStripsControls(t *testing.T) {
 	if got := oneLine(in); got != want {
 		t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
 	}
+}
+
+// tokenAdminRevoke calls the admin_revoke tool with args (JSON) at srv.
+func tokenAdminRevoke(t *testing.T, srv *server, token, args string) (int, string) {
+	t.Helper()
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_revoke","arguments":` + args + `}}`
+	req, _ := http.NewRequest(http.MethodPost, srv.base+"/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
