@@ -241,6 +241,7 @@ func (a *adminTools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in admi
 		if err := checkAdminArg("grant_id", in.GrantID); err != nil {
 			return nil, out, err
 		}
+		grantEv := a.db.GrantRevokedEvent(ctx, in.GrantID)
 		switch err := a.db.RevokeGrant(ctx, in.GrantID); {
 		case errors.Is(err, storage.ErrNotFound):
 			return nil, out, fmt.Errorf("no grant with grant_id %q (admin_list_grants lists them)", in.GrantID)
@@ -249,7 +250,8 @@ func (a *adminTools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in admi
 		}
 		out.Revoked = 1
 		target = []any{"grant_id", in.GrantID}
-		ev.Subject, ev.Details = in.GrantID, map[string]any{"grant_id": in.GrantID, "by": "grant"}
+		ev.Subject, ev.ClientID, ev.Details = grantEv.Subject, grantEv.ClientID, grantEv.Details
+		ev.Details["by"] = "grant"
 	case in.ClientID != "":
 		c, err := a.client(ctx, in.ClientID)
 		if err != nil {

@@ -488,6 +488,13 @@ func TestAdminRevoke(t *testing.T) {
 		if ev[0].Subject != "bob" || ev[0].Details["revoked"] != float64(2) {
 			t.Errorf("revoke by user event = %+v", ev[0])
 		}
+		// One convention for a revoked grant: the user's name (none for a
+		// client's own grant), the client, the grant id.
+		for _, x := range ev[3:] {
+			if x.Subject != "alice" || x.ClientID != "app-one" || x.Details["grant_id"] != e.grants["alice-one"] {
+				t.Errorf("revoke by grant event = %+v", x)
+			}
+		}
 	})
 }
 

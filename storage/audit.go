@@ -249,3 +249,20 @@ func (db *DB) PruneAuditEvents(ctx context.Context, before time.Time) (int64, er
 		}
 	}
 }
+
+// GrantRevokedEvent is the audit event of revoking the grant grantID, by
+// the one convention of the console, the admin API, the CLI and the
+// admin_revoke tool: Subject the user's name (none for a client's own
+// grant), ClientID its client, Details["grant_id"] the id. Build it before
+// revoking (GrantParties); when the grant's parties cannot be read, the
+// event names the grant only.
+func (db *DB) GrantRevokedEvent(ctx context.Context, grantID string) AuditEvent {
+	e := AuditEvent{Event: EventGrantRevoked, Details: map[string]any{"grant_id": grantID}}
+	if clientID, userID, username, err := db.GrantParties(ctx, grantID); err == nil {
+		e.ClientID, e.Subject = clientID, username
+		if userID != "" {
+			e.Details["user_id"] = userID
+		}
+	}
+	return e
+}

@@ -593,3 +593,24 @@ func TestDemotingAnAdminRevokesTheirAdminTokens(t *testing.T) {
 	}
 	revokeNone(t, l, 200*time.Millisecond)
 }
+
+// TestGrantParties: the client and user of a grant, for the audit log.
+func TestGrantParties(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := t.Context()
+	client := mustCreateClient(t, db, "parties-client")
+	u := userCreate(t, db, "pat", false)
+	g := revokeNewGrant(t, db, client, u.ID, time.Hour)
+	own := revokeNewGrant(t, db, client, client.GetID(), time.Hour)
+	if c, id, name, err := db.GrantParties(ctx, g.req.ID); err != nil || c != client.GetID() || id != u.ID || name != "pat" {
+		t.Errorf("user grant: %q %q %q %v", c, id, name, err)
+	}
+	if c, id, name, err := db.GrantParties(ctx, own.req.ID); err != nil || c != client.GetID() || id != "" || name != "" {
+		t.Errorf("client's own grant: %q %q %q %v", c, id, name, err)
+	}
+	for _, id := range []string{uuid.NewString(), "nope"} {
+		if _, _, _, err := db.GrantParties(ctx, id); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("GrantParties(%q): %v, want ErrNotFound", id, err)
+		}
+	}
+}

@@ -212,17 +212,18 @@ func (e *environment) revokeToken(ctx context.Context, cfg Config, db *storage.D
 }
 
 func (e *environment) revokeGrant(ctx context.Context, db *storage.DB, id, via string) error {
+	ev := db.GrantRevokedEvent(ctx, id)
 	err := db.RevokeGrant(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("token revoke: no grant with id %q (see mcpauth client show ID)", id)
 	} else if err != nil {
 		return fmt.Errorf("token revoke: %w", err)
 	}
-	d := map[string]any{"grant_id": id}
+	ev.Details["revoked"] = 1
 	if via != "" {
-		d["via"] = via
+		ev.Details["via"] = via
 	}
-	e.audit(ctx, db, storage.AuditEvent{Event: storage.EventGrantRevoked, Subject: id, Details: d})
+	e.audit(ctx, db, ev)
 	fmt.Fprintf(e.stdout, "revoked grant %s: its tokens stop working within a second, and its user will be asked to consent again\n", id)
 	return nil
 }

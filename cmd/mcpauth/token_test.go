@@ -203,6 +203,10 @@ func TestTokenRevokeCommands(t *testing.T) {
 	if strings.Contains(string(raw), tok.AccessToken) || ev.Details["via"] != "access_token" {
 		t.Errorf("audit event = %s", raw)
 	}
+	// One convention for a revoked grant: the user's name, the client, the grant id.
+	if ev.Subject != srv.user || ev.ClientID != conf.ClientID || ev.Details["grant_id"] == nil {
+		t.Errorf("grant.revoked = %+v; want subject %s, client %s, details.grant_id", ev, srv.user, conf.ClientID)
+	}
 	// Consent is asked again after a revocation.
 	p := b.follow(b.get(conf.AuthCodeURL("state-123456789", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))))
 	if !strings.Contains(p.body, `name="decision"`) {
