@@ -242,11 +242,11 @@ func TestAdminAPIAuthentication(t *testing.T) {
 		t.Errorf("audit of a token's call = %+v, want actor alice via_client admin-app", ev)
 	}
 	// Demoted, the same token no longer administers.
-	if err := e.s.db.SetUserAdmin(t.Context(), e.user("alice").ID, false); err != nil {
+	if err := e.s.db.SetUserAdmin(t.Context(), e.user("alice").ID, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	wantAPI(t, "demoted admin", e.api(nil, "GET", "/users", alice.access, "", nil), http.StatusForbidden, "access_denied")
-	if err := e.s.db.SetUserAdmin(t.Context(), e.user("alice").ID, true); err != nil {
+	if err := e.s.db.SetUserAdmin(t.Context(), e.user("alice").ID, true, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -478,6 +478,11 @@ func TestAdminAPIGrantRevocation(t *testing.T) {
 	}
 	if !e.works(dave.access) {
 		t.Errorf("another grant of the same client stopped working")
+	}
+	// One convention for a revoked grant: the user's name, the client, the grant id.
+	if evs, err := e.s.db.ListAuditEvents(t.Context(), storage.AuditFilter{Event: storage.EventGrantRevoked}); err != nil || len(evs) == 0 ||
+		evs[0].Subject != "carol" || evs[0].ClientID != "app-a" || evs[0].Details["grant_id"] != id {
+		t.Errorf("grant.revoked by grant id = %+v, %v; want subject carol, client app-a, details.grant_id %s", evs, err, id)
 	}
 
 	wantAPI(t, "two targets", e.api(nil, "POST", "/grants/revoke", admin, `{"user":"bob","client_id":"app-a"}`, nil), http.StatusBadRequest, "invalid_request")

@@ -200,7 +200,7 @@ func (s *Server) opSetUserAdmin(r *http.Request, c *adminCaller, u *storage.User
 	if !admin && c.user != nil && c.user.ID == u.ID {
 		return badRequest("you cannot remove your own admin role")
 	}
-	if err := s.db.SetUserAdmin(r.Context(), u.ID, admin); err != nil {
+	if err := s.db.SetUserAdmin(r.Context(), u.ID, admin, s.AdminOnlyScopes()); err != nil {
 		return err
 	}
 	s.adminAudit(r, c, storage.AuditEvent{Event: storage.EventUserAdminChanged, Subject: u.Username, Details: map[string]any{"user_id": u.ID, "admin": admin}})
@@ -238,13 +238,15 @@ func (s *Server) opRevoke(r *http.Request, c *adminCaller, t revokeTarget) (int,
 		if err := checkAdminArg("grant_id", t.GrantID); err != nil {
 			return 0, err
 		}
+		ev := s.db.GrantRevokedEvent(ctx, t.GrantID)
 		switch err := s.db.RevokeGrant(ctx, t.GrantID); {
 		case errors.Is(err, storage.ErrNotFound):
 			return 0, notFound("no grant %q", t.GrantID)
 		case err != nil:
 			return 0, err
 		}
-		s.adminAudit(r, c, storage.AuditEvent{Event: storage.EventGrantRevoked, Details: map[string]any{"grant_id": t.GrantID, "revoked": 1}})
+		ev.Details["revoked"] = 1
+		s.adminAudit(r, c, ev)
 		return 1, nil
 	case t.ClientID != "":
 		cl, err := s.lookupClient(ctx, t.ClientID)
@@ -324,13 +326,15 @@ func (s *Server) opRevokeToken(r *http.Request, c *adminCaller, tok string) (int
 		}
 		grantID, via = id, "refresh_token"
 	}
+	ev := s.db.GrantRevokedEvent(ctx, grantID)
 	switch err := s.db.RevokeGrant(ctx, grantID); {
 	case errors.Is(err, storage.ErrNotFound):
 		return 0, noToken
 	case err != nil:
 		return 0, err
 	}
-	s.adminAudit(r, c, storage.AuditEvent{Event: storage.EventGrantRevoked, Details: map[string]any{"grant_id": grantID, "revoked": 1, "via": via}})
+	ev.Details["revoked"], ev.Details["via"] = 1, via
+	s.adminAudit(r, c, ev)
 	return 1, nil
 }
 

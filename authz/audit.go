@@ -21,9 +21,13 @@ import (
 // event to a bounded queue and goes on; the writer inserts what has queued
 // up every auditFlushEvery, or as soon as auditBatch events wait, in one
 // COPY. So the token endpoint pays a channel send per event, not a database
-// round trip. When the queue is full a request waits up to auditQueueWait
-// for room and only then drops the event, counted in AuditDropped and
-// logged. When RunAudit is not running (tests, the CLI), events are written
+// round trip. An event's details are encoded before it is queued, at most
+// storage.MaxAuditDetailsBytes, and the queue is bounded in bytes too
+// (auditQueueBytes), so a database stall pins a bounded amount of memory.
+// When the queue is full a request waits up to auditQueueWait for room (in
+// events; none in bytes) and only then drops the event, counted in
+// AuditDropped and logged. An event whose details cannot be encoded is
+// dropped alone, counted and logged. When RunAudit is not running (tests, the CLI), events are written
 // at once, synchronously. When RunAudit's context ends, it writes every
 // event still queued before returning: a clean shutdown (requests drained
 // first) loses nothing.
@@ -33,6 +37,8 @@ const (
 	auditBatch      = 1000
 	auditFlushEvery = 100 * time.Millisecond
 	auditQueueWait  = 100 * time.Millisecond
+	// auditQueueBytes bounds the bytes queued (auditEventSize).
+	auditQueueBytes = 8 << 20
 	// auditWriteTimeout bounds one insert (a batch, or a synchronous event).
 	auditWriteTimeout = 10 * time.Second
 )
@@ -42,8 +48,14 @@ type auditLog struct {
 	queue   chan storage.AuditEvent
 	mu      sync.RWMutex // held for reading while sending to queue, for writing to stop
 	running bool
+	queued  atomic.Int64 // bytes in queue (auditEventSize of each)
 	dropped atomic.Uint64
 	lastLog atomic.Int64 // unix nanoseconds of the last "dropped" warning
+}
+
+// auditEventSize is about what a queued event holds in memory.
+func auditEventSize(e *storage.AuditEvent) int64 {
+	return int64(128 + len(e.Event) + len(e.Actor) + len(e.Subject) + len(e.ClientID) + len(e.ClientIP) + len(e.EncodedDetails))
 }
 
 // initAudit prepares the audit log.
@@ -66,6 +78,12 @@ func (s *Server) audit(r *http.Request, e storage.AuditEvent) {
 	s.recordAudit(ctx, e)
 }
 
+// RecordAudit records e like the server's own events: with the client IP
+// of ctx (set by cmd/mcpauth's router) when e has none, through the
+// batching writer while RunAudit runs. For the resource server's admin
+// tools.
+func (s *Server) RecordAudit(ctx context.Context, e storage.AuditEvent) { s.recordAudit(ctx, e) }
+
 // recordAudit records e (see audit) for callers without a request.
 func (s *Server) recordAudit(ctx context.Context, e storage.AuditEvent) {
 	if s.db == nil {
@@ -78,22 +96,31 @@ func (s *Server) recordAudit(ctx context.Context, e storage.AuditEvent) {
 		e.At = s.cfg.Now()
 	}
 	a := s.auditLog
+	if err := storage.EncodeAuditDetails(&e); err != nil {
+		a.dropped.Add(1)
+		s.log.ErrorContext(ctx, "audit event not written", "event", e.Event, "err", err)
+		return
+	}
 	a.mu.RLock()
 	if a.running {
-		select {
-		case a.queue <- e:
-			a.mu.RUnlock()
-			return
-		default:
+		size := auditEventSize(&e)
+		if a.queued.Add(size) <= auditQueueBytes {
+			select {
+			case a.queue <- e:
+				a.mu.RUnlock()
+				return
+			default:
+			}
+			t := time.NewTimer(auditQueueWait)
+			select {
+			case a.queue <- e:
+				t.Stop()
+				a.mu.RUnlock()
+				return
+			case <-t.C:
+			}
 		}
-		t := time.NewTimer(auditQueueWait)
-		select {
-		case a.queue <- e:
-			t.Stop()
-			a.mu.RUnlock()
-			return
-		case <-t.C:
-		}
+		a.queued.Add(-size)
 		a.mu.RUnlock()
 		n := a.dropped.Add(1)
 		now := time.Now().UnixNano()
@@ -145,6 +172,7 @@ func (s *Server) RunAudit(ctx context.Context) {
 	for {
 		select {
 		case e := <-a.queue:
+			a.queued.Add(-auditEventSize(&e))
 			batch = append(batch, e)
 			if len(batch) == auditBatch {
 				flush()
@@ -160,6 +188,7 @@ func (s *Server) RunAudit(ctx context.Context) {
 			for {
 				select {
 				case e := <-a.queue:
+					a.queued.Add(-auditEventSize(&e))
 					batch = append(batch, e)
 					if len(batch) == auditBatch {
 						flush()

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,8 +50,28 @@ func TestAuditLoginAndConsent(t *testing.T) {
 	if len(fail) != 2 || fail[1].Subject != "bob" || fail[1].Details["reason"] != "wrong password" || fail[1].ClientIP != "127.0.0.1" {
 		t.Fatalf("login.failure events = %+v", fail)
 	}
-	if fail[0].Subject != "" || fail[0].Details["reason"] != "unknown user" {
-		t.Errorf("failure with a password typed as the name = %+v; want no subject", fail[0])
+	if !strings.HasPrefix(fail[0].Subject, "unknown:") || fail[0].Details["reason"] != "unknown user" {
+		t.Errorf("failure with a password typed as the name = %+v; want an unknown:<hmac> subject", fail[0])
+	}
+	// A password that is also a valid user name is not recorded either; the
+	// same name (any case) gives the same subject, another name another.
+	for _, typed := range []string{"Tr0ub4dor3x", "tr0ub4dor3X", "correcthorse"} {
+		if err := ValidateUsername(typed); err != nil {
+			t.Fatalf("%q is not a valid user name: %v", typed, err)
+		}
+		if r := e.login(t, c, typed, "whatever", "/"); r.StatusCode == http.StatusSeeOther {
+			t.Fatal("an unknown user signed in")
+		}
+	}
+	fail = auditEvents(t, e.s, storage.EventLoginFailure)
+	if len(fail) != 5 {
+		t.Fatalf("%d login.failure events, want 5", len(fail))
+	}
+	if fail[2].Subject != fail[1].Subject || fail[0].Subject == fail[1].Subject || !regexp.MustCompile(`^unknown:[0-9a-f]{16}$`).MatchString(fail[0].Subject) {
+		t.Errorf("unknown-user subjects = %q, %q, %q; want equal for one name in any case, distinct otherwise", fail[2].Subject, fail[1].Subject, fail[0].Subject)
+	}
+	for _, typed := range []string{"Tr0ub4dor3x", "tr0ub4dor3X", "correcthorse"} {
+		auditNoSecret(t, e.s.db, typed)
 	}
 	c = e.signedInClient(t, "bob")
 	ok := auditOne(t, e.s, storage.EventLoginSuccess, 1)
@@ -222,4 +244,88 @@ func TestAuditCodeReuse(t *testing.T) {
 		t.Errorf("token.reuse_detected = %+v (issued %+v)", ev, issued)
 	}
 	auditNoSecret(t, e.s.db, code)
+}
+
+// auditStartWriter runs RunAudit until the returned stop is called (which
+// waits for it to finish).
+func auditStartWriter(t *testing.T, s *Server) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.RunAudit(ctx) }()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		s.auditLog.mu.RLock()
+		running := s.auditLog.running
+		s.auditLog.mu.RUnlock()
+		if running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("writer did not start")
+		}
+	}
+	return func() { cancel(); <-done }
+}
+
+// TestAuditBadEventDroppedAlone: an event whose details cannot be encoded
+// is dropped and counted alone; the batch it would have joined is written.
+func TestAuditBadEventDroppedAlone(t *testing.T) {
+	s, _ := testServer(t, false, nil)
+	stop := auditStartWriter(t, s)
+	s.recordAudit(t.Context(), storage.AuditEvent{Event: storage.EventUserCreated, Subject: "before"})
+	s.recordAudit(t.Context(), storage.AuditEvent{Event: storage.EventUserCreated, Subject: "bad", Details: map[string]any{"f": func() {}}})
+	s.recordAudit(t.Context(), storage.AuditEvent{Event: storage.EventUserCreated, Subject: "after"})
+	stop()
+	ev := auditEvents(t, s, storage.EventUserCreated)
+	if len(ev) != 2 || ev[0].Subject != "after" || ev[1].Subject != "before" || s.AuditDropped() != 1 {
+		t.Errorf("written %+v, dropped %d; want before and after, 1 dropped", ev, s.AuditDropped())
+	}
+}
+
+// TestAuditDetailsCapped: details above storage.MaxAuditDetailsBytes are
+// stored as a truncation marker, not whole.
+func TestAuditDetailsCapped(t *testing.T) {
+	s, _ := testServer(t, false, nil)
+	uris := make([]string, 500)
+	for i := range uris {
+		uris[i] = fmt.Sprintf("https://app.example/callback/%0100d", i)
+	}
+	s.recordAudit(t.Context(), storage.AuditEvent{Event: storage.EventClientRegistered, ClientID: "c1",
+		Details: map[string]any{"client_name": "big", "redirect_uris": uris}})
+	ev := auditOne(t, s, storage.EventClientRegistered, 1)
+	if ev.Details["truncated"] != true || ev.Details["redirect_uris"] != nil || fmt.Sprint(ev.Details["keys"]) != "[client_name redirect_uris]" {
+		t.Errorf("details = %v; want a truncation marker", ev.Details)
+	}
+	var n int
+	if err := s.db.Pool().QueryRow(t.Context(), `SELECT max(length(details::text)) FROM audit_events`).Scan(&n); err != nil || n > storage.MaxAuditDetailsBytes {
+		t.Errorf("stored details of %d bytes (%v); want at most %d", n, err, storage.MaxAuditDetailsBytes)
+	}
+}
+
+// TestAuditQueueBoundedInBytes: with the writer stalled, the queue stops
+// taking events once auditQueueBytes are queued, long before it is full in
+// events.
+func TestAuditQueueBoundedInBytes(t *testing.T) {
+	s, _ := testServer(t, false, nil)
+	a := s.auditLog
+	a.mu.Lock()
+	a.running = true // a writer that never drains: a database stall
+	a.mu.Unlock()
+	big := strings.Repeat("x", storage.MaxAuditDetailsBytes-100)
+	accepted := 0
+	for i := 0; i < auditQueueSize && s.AuditDropped() == 0; i++ {
+		s.recordAudit(t.Context(), storage.AuditEvent{Event: storage.EventClientRegistered, Details: map[string]any{"client_name": big}})
+		if s.AuditDropped() == 0 {
+			accepted++
+		}
+	}
+	if s.AuditDropped() == 0 {
+		t.Fatalf("%d events of ~4 KiB queued without a drop", accepted)
+	}
+	if q := a.queued.Load(); q > auditQueueBytes || accepted > auditQueueBytes/storage.MaxAuditDetailsBytes+100 {
+		t.Errorf("queued %d events, %d bytes; want at most %d bytes", accepted, q, auditQueueBytes)
+	}
+	a.mu.Lock()
+	a.running = false
+	a.mu.Unlock()
 }

@@ -326,6 +326,18 @@ func (s *Server) grantableScopes(requested []string, user *storage.User) (granta
 	return grantable, unavailable
 }
 
+// AdminOnlyScopes returns the names of the supported scopes only
+// administrators may hold: what a demotion revokes (storage.SetUserAdmin).
+func (s *Server) AdminOnlyScopes() []string {
+	var out []string
+	for _, sc := range s.cfg.Scopes {
+		if sc.AdminOnly {
+			out = append(out, sc.Name)
+		}
+	}
+	return out
+}
+
 func (s *Server) scope(name string) (Scope, bool) {
 	for _, sc := range s.cfg.Scopes {
 		if sc.Name == name {

@@ -1,6 +1,9 @@
 package authz
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -288,17 +291,30 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	seeOther(w, "/login?signed_out=1")
 }
 
-// auditLoginFailure records a failed sign-in. The name typed is recorded
-// only when it is a valid user name (people type passwords into the name
-// field too); never the password.
+// auditLoginFailure records a failed sign-in; never the password. For a
+// known user the subject is their name; for an unknown one it is
+// unknownLoginSubject(typed), never the name typed: people type passwords
+// into the name field, and most passwords are valid user names.
 func (s *Server) auditLoginFailure(r *http.Request, typed string, user *storage.User, reason string) {
 	e := storage.AuditEvent{Event: storage.EventLoginFailure, Details: map[string]any{"reason": reason}}
-	switch {
-	case user != nil:
+	if user != nil {
 		e.Subject = user.Username
 		e.Details["user_id"] = user.ID
-	case ValidateUsername(typed) == nil:
-		e.Subject = typed
+	} else {
+		e.Subject = s.unknownLoginSubject(typed)
 	}
 	s.audit(r, e)
+}
+
+// unknownLoginSubject is the audit subject of a sign-in with a name that is
+// no user: "unknown:" and 16 hex digits of HMAC-SHA-256, under a key
+// derived from the server secret, of the name in lower case (names are
+// case-insensitive). Attempts with the same name can be correlated (a
+// brute force shows as one subject) without the name, which may be a
+// password, being readable: without the secret it cannot be guessed
+// offline either.
+func (s *Server) unknownLoginSubject(typed string) string {
+	m := hmac.New(sha256.New, s.subkey("audit unknown login name", 32))
+	m.Write([]byte(strings.ToLower(typed)))
+	return "unknown:" + hex.EncodeToString(m.Sum(nil)[:8])
 }

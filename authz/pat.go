@@ -223,7 +223,8 @@ var (
 )
 
 // verifyPAT looks a well-formed personal access token up by its hash and
-// says what it grants. The caller caches the result and checks expiry and
+// says what it grants. Unknown, revoked, disabled and expired are final
+// refusals, remembered. The caller caches the result and checks expiry and
 // the revocation set.
 func (s *Server) verifyPAT(ctx context.Context, token string) (*oauth.TokenInfo, error) {
 	if !s.patWellFormed(token) {
@@ -248,6 +249,10 @@ func (s *Server) verifyPAT(ctx context.Context, token string) (*oauth.TokenInfo,
 		final = errPATRevoked
 	case p.UserDisabled:
 		final = errPATDisabled
+	case !s.cfg.Now().Before(p.ExpiresAt):
+		// Expired is final too: remembered, so that an expired token
+		// presented again costs no database query.
+		final = errTokenExpired
 	}
 	if final != nil {
 		ps.refusedMu.Lock()
@@ -262,10 +267,20 @@ func (s *Server) verifyPAT(ctx context.Context, token string) (*oauth.TokenInfo,
 	if res, err := oauth.CanonicalResource(p.Audience); err != nil || res != s.oauth.verify.resource {
 		return nil, errPATAudience
 	}
+	scopes := slices.Clip(p.Scopes)
+	if !p.UserIsAdmin {
+		// A demotion revokes the tokens holding an admin-only scope
+		// (storage.SetUserAdmin); should one be left, its admin-only
+		// scopes still give nothing to a user who is no administrator.
+		scopes = slices.DeleteFunc(slices.Clone(scopes), func(name string) bool {
+			sc, ok := s.scope(name)
+			return ok && sc.AdminOnly
+		})
+	}
 	return &oauth.TokenInfo{
 		Subject:  p.UserID,
 		ClientID: PATClientPrefix + p.ID,
-		Scopes:   slices.Clip(p.Scopes),
+		Scopes:   scopes,
 		Audience: []string{s.cfg.MCPResource},
 		GrantID:  p.ID,
 		TokenID:  p.ID,

@@ -1,7 +1,10 @@
 package authz
 
 import (
+	"crypto/sha256"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -217,5 +220,71 @@ func auditNoSecret(t *testing.T, db *storage.DB, secret string) {
 	}
 	if n != 0 {
 		t.Errorf("%d audit rows contain a secret", n)
+	}
+}
+
+// TestPATExpiredIsRemembered: an expired token is a final refusal, kept in
+// the refused set, so presenting it again costs no database query.
+func TestPATExpiredIsRemembered(t *testing.T) {
+	e, clock, _ := patEnv(t)
+	ctx := t.Context()
+	tok, _, err := e.s.CreatePersonalAccessToken(ctx, PATRequest{UserID: e.user.ID, Name: "x", Scopes: []string{"mcp"}, TTL: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.add(3 * time.Minute)
+	if _, err := e.s.VerifyAccessToken(ctx, tok); !errors.Is(err, oauth.ErrInvalidToken) {
+		t.Fatalf("expired token: %v, want invalid token", err)
+	}
+	hash := sha256.Sum256([]byte(tok))
+	e.s.pats.refusedMu.Lock()
+	got := e.s.pats.refused[hash]
+	e.s.pats.refusedMu.Unlock()
+	if got != errTokenExpired {
+		t.Errorf("refused[token] = %v, want errTokenExpired", got)
+	}
+}
+
+// TestPATAdminScopeNeedsAnAdmin: should a token with an admin-only scope
+// outlive its owner's admin role (SetUserAdmin revokes it), verifying it
+// drops the admin-only scopes.
+func TestPATAdminScopeNeedsAnAdmin(t *testing.T) {
+	e, _, admin := patEnv(t)
+	ctx := t.Context()
+	tok, _, err := e.s.CreatePersonalAccessToken(ctx, PATRequest{UserID: admin.ID, Name: "ops", Scopes: []string{"mcp", "admin"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Demoted behind SetUserAdmin's back: the token is not revoked.
+	if _, err := e.s.db.Pool().Exec(ctx, `UPDATE users SET is_admin = false WHERE id = $1`, admin.ID); err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.s.VerifyAccessToken(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(info.Scopes, " ") != "mcp" {
+		t.Errorf("scopes of a demoted admin's token = %v, want [mcp]", info.Scopes)
+	}
+}
+
+// TestPATDemotionRevokes: the admin API's demotion revokes the user's
+// tokens holding an admin-only scope.
+func TestPATDemotionRevokes(t *testing.T) {
+	e, _, admin := patEnv(t)
+	ctx := t.Context()
+	_, p, err := e.s.CreatePersonalAccessToken(ctx, PATRequest{UserID: admin.ID, Name: "ops", Scopes: []string{"mcp", "admin"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(e.s.AdminOnlyScopes(), " "); got != "admin" {
+		t.Fatalf("AdminOnlyScopes = %q, want admin", got)
+	}
+	r := httptest.NewRequest(http.MethodPost, "/admin", nil)
+	if err := e.s.opSetUserAdmin(r, &adminCaller{user: e.user}, admin, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.s.db.PersonalAccessToken(ctx, p.ID); err != nil || got.RevokedAt == nil {
+		t.Errorf("token after the demotion: %+v, %v; want revoked", got, err)
 	}
 }

@@ -38,8 +38,21 @@ const maxAdminArgLen = 256
 // require a token carrying AdminScope whose user is still an enabled
 // administrator (or, for client_credentials, whose client an administrator
 // created): a policy rule can narrow them, never open them.
-func AddAdminTools(s *Server, db *storage.DB) {
-	a := &adminTools{s: s, db: db}
+//
+// audit records what admin_revoke did: cmd passes the authorization
+// server's batching writer (authz.Server.RecordAudit), which takes the
+// client IP from ctx (the request's, set by the router) and does not make
+// the tool call wait for the database. nil writes the event synchronously,
+// without a client IP.
+func AddAdminTools(s *Server, db *storage.DB, audit func(context.Context, storage.AuditEvent)) {
+	if audit == nil {
+		audit = func(ctx context.Context, ev storage.AuditEvent) {
+			if err := db.InsertAuditEvents(ctx, []storage.AuditEvent{ev}); err != nil {
+				s.log.ErrorContext(ctx, "admin tool: audit event not written", "err", err)
+			}
+		}
+	}
+	a := &adminTools{s: s, db: db, audit: audit}
 	AddTool(s, &mcp.Tool{
 		Name:  "admin_list_grants",
 		Title: "List connected applications (grants)",
@@ -81,8 +94,9 @@ func AddAdminTools(s *Server, db *storage.DB) {
 }
 
 type adminTools struct {
-	s  *Server
-	db *storage.DB
+	s     *Server
+	db    *storage.DB
+	audit func(context.Context, storage.AuditEvent)
 }
 
 type adminListGrantsIn struct {
@@ -231,6 +245,7 @@ func (a *adminTools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in admi
 		if err := checkAdminArg("grant_id", in.GrantID); err != nil {
 			return nil, out, err
 		}
+		grantEv := a.db.GrantRevokedEvent(ctx, in.GrantID)
 		switch err := a.db.RevokeGrant(ctx, in.GrantID); {
 		case errors.Is(err, storage.ErrNotFound):
 			return nil, out, fmt.Errorf("no grant with grant_id %q (admin_list_grants lists them)", in.GrantID)
@@ -239,7 +254,8 @@ func (a *adminTools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in admi
 		}
 		out.Revoked = 1
 		target = []any{"grant_id", in.GrantID}
-		ev.Subject, ev.Details = in.GrantID, map[string]any{"grant_id": in.GrantID, "by": "grant"}
+		ev.Subject, ev.ClientID, ev.Details = grantEv.Subject, grantEv.ClientID, grantEv.Details
+		ev.Details["by"] = "grant"
 	case in.ClientID != "":
 		c, err := a.client(ctx, in.ClientID)
 		if err != nil {
@@ -262,9 +278,7 @@ func (a *adminTools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in admi
 		ev.Subject, ev.Details = u.Username, map[string]any{"by": "user", "user_id": u.ID}
 	}
 	ev.Details["revoked"], ev.Details["via"] = out.Revoked, "admin_revoke tool"
-	if err := a.db.InsertAuditEvents(ctx, []storage.AuditEvent{ev}); err != nil {
-		a.s.log.ErrorContext(ctx, "admin tool: audit event not written", "err", err)
-	}
+	a.audit(ctx, ev)
 	a.s.log.InfoContext(ctx, "admin revoked grants", append([]any{
 		"by_subject", caller.Subject, "by_client_id", caller.ClientID, "revoked", out.Revoked}, target...)...)
 	return nil, out, nil

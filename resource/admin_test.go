@@ -108,7 +108,7 @@ func newAdminEnv(t *testing.T, policy resource.Policy) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resource.AddAdminTools(s, e.db)
+	resource.AddAdminTools(s, e.db, nil)
 	h = s.Routes()
 	return e
 }
@@ -487,6 +487,13 @@ func TestAdminRevoke(t *testing.T) {
 		}
 		if ev[0].Subject != "bob" || ev[0].Details["revoked"] != float64(2) {
 			t.Errorf("revoke by user event = %+v", ev[0])
+		}
+		// One convention for a revoked grant: the user's name (none for a
+		// client's own grant), the client, the grant id.
+		for _, x := range ev[3:] {
+			if x.Subject != "alice" || x.ClientID != "app-one" || x.Details["grant_id"] != e.grants["alice-one"] {
+				t.Errorf("revoke by grant event = %+v", x)
+			}
 		}
 	})
 }

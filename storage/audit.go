@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +63,54 @@ type AuditEvent struct {
 	ClientID string    // the OAuth client concerned, if any
 	ClientIP string    // the request's client IP; "" when none (CLI) or not an IP
 	Details  map[string]any
+
+	// EncodedDetails, when set (by EncodeAuditDetails), is what
+	// InsertAuditEvents stores instead of Details.
+	EncodedDetails []byte
+}
+
+// MaxAuditDetailsBytes bounds an event's encoded details: larger ones are
+// stored as {"truncated": true, "bytes": N, "keys": [the keys]}.
+const MaxAuditDetailsBytes = 4 << 10
+
+// EncodeAuditDetails encodes e.Details into e.EncodedDetails (and clears
+// Details) as InsertAuditEvents stores them: JSON, invalid UTF-8 and NUL
+// as U+FFFD, at most MaxAuditDetailsBytes. It fails only for details JSON
+// cannot encode (a programming error); e is then unchanged.
+func EncodeAuditDetails(e *AuditEvent) error {
+	if e.EncodedDetails != nil {
+		return nil
+	}
+	b, err := encodeAuditDetails(e.Details)
+	if err != nil {
+		return fmt.Errorf("encode audit details of %q: %w", e.Event, err)
+	}
+	e.EncodedDetails, e.Details = b, nil
+	return nil
+}
+
+func encodeAuditDetails(details map[string]any) ([]byte, error) {
+	if len(details) == 0 {
+		return []byte("{}"), nil
+	}
+	b, err := json.Marshal(details) // invalid UTF-8 becomes U+FFFD
+	if err != nil {
+		return nil, err
+	}
+	// jsonb refuses \u0000.
+	b = bytes.ReplaceAll(b, []byte(`\u0000`), []byte(`\ufffd`))
+	if len(b) > MaxAuditDetailsBytes {
+		keys := slices.Sorted(maps.Keys(details))
+		for len(keys) > 0 {
+			t, _ := json.Marshal(map[string]any{"truncated": true, "bytes": len(b), "keys": keys})
+			if len(t) <= MaxAuditDetailsBytes {
+				return t, nil
+			}
+			keys = keys[:len(keys)/2]
+		}
+		return json.Marshal(map[string]any{"truncated": true, "bytes": len(b)})
+	}
+	return b, nil
 }
 
 // AuditFilter selects audit events, newest first. Empty fields do not filter.
@@ -96,7 +146,8 @@ func auditText(s string) string {
 }
 
 // InsertAuditEvents writes events in one round trip (COPY). Text is made
-// storable (see auditText; in Details, a NUL becomes U+FFFD). An event whose
+// storable (see auditText; Details as EncodeAuditDetails encodes them, when
+// EncodedDetails is not set already). An event whose
 // ClientIP is not an IP address is stored without one.
 func (db *DB) InsertAuditEvents(ctx context.Context, events []AuditEvent) error {
 	if len(events) == 0 {
@@ -109,14 +160,12 @@ func (db *DB) InsertAuditEvents(ctx context.Context, events []AuditEvent) error 
 			a = a.WithZone("")
 			ip = &a
 		}
-		details := []byte("{}")
-		if len(e.Details) > 0 {
-			b, err := json.Marshal(e.Details) // invalid UTF-8 becomes U+FFFD
-			if err != nil {
+		details := e.EncodedDetails
+		if details == nil {
+			var err error
+			if details, err = encodeAuditDetails(e.Details); err != nil {
 				return fmt.Errorf("insert audit events: encode details of %q: %w", e.Event, err)
 			}
-			// jsonb refuses \u0000.
-			details = bytes.ReplaceAll(b, []byte(`\u0000`), []byte(`\ufffd`))
 		}
 		at := e.At
 		if at.IsZero() {
@@ -199,4 +248,21 @@ func (db *DB) PruneAuditEvents(ctx context.Context, before time.Time) (int64, er
 			return deleted, nil
 		}
 	}
+}
+
+// GrantRevokedEvent is the audit event of revoking the grant grantID, by
+// the one convention of the console, the admin API, the CLI and the
+// admin_revoke tool: Subject the user's name (none for a client's own
+// grant), ClientID its client, Details["grant_id"] the id. Build it before
+// revoking (GrantParties); when the grant's parties cannot be read, the
+// event names the grant only.
+func (db *DB) GrantRevokedEvent(ctx context.Context, grantID string) AuditEvent {
+	e := AuditEvent{Event: EventGrantRevoked, Details: map[string]any{"grant_id": grantID}}
+	if clientID, userID, username, err := db.GrantParties(ctx, grantID); err == nil {
+		e.ClientID, e.Subject = clientID, username
+		if userID != "" {
+			e.Details["user_id"] = userID
+		}
+	}
+	return e
 }

@@ -121,6 +121,19 @@ func (db *DB) PersonalAccessToken(ctx context.Context, id string) (*PersonalAcce
 	return p.utc(), nil
 }
 
+// listPATsSQL lists every user's tokens; listUserPATsSQL one user's, by
+// the index on (user_id, created_at): two statements, not one with
+// "$2 IS NULL OR", so that a generic plan cannot fall back to a scan.
+const (
+	listPATsSQL = `SELECT ` + patColumns + `
+		FROM personal_access_tokens p JOIN users u ON u.id = p.user_id
+		ORDER BY p.created_at DESC, p.id LIMIT $1`
+	listUserPATsSQL = `SELECT ` + patColumns + `
+		FROM personal_access_tokens p JOIN users u ON u.id = p.user_id
+		WHERE p.user_id = $2
+		ORDER BY p.created_at DESC, p.id LIMIT $1`
+)
+
 // ListPersonalAccessTokens returns the tokens of the user userID ("" = of
 // every user), revoked and expired ones included, newest first, at most
 // MaxPersonalAccessTokens. An id that is not a UUID has none.
@@ -130,10 +143,11 @@ func (db *DB) ListPersonalAccessTokens(ctx context.Context, userID string) ([]Pe
 			return nil, nil
 		}
 	}
-	rows, err := db.q(ctx).Query(ctx, `SELECT `+patColumns+`
-		FROM personal_access_tokens p JOIN users u ON u.id = p.user_id
-		WHERE ($1 = '' OR p.user_id::text = $1)
-		ORDER BY p.created_at DESC, p.id LIMIT $2`, userID, MaxPersonalAccessTokens)
+	q, args := listPATsSQL, []any{MaxPersonalAccessTokens}
+	if userID != "" {
+		q, args = listUserPATsSQL, append(args, userID)
+	}
+	rows, err := db.q(ctx).Query(ctx, q, args...)
 	if err != nil {
 		return nil, dbErr("list personal access tokens", err)
 	}
@@ -182,10 +196,10 @@ func (db *DB) RevokePersonalAccessToken(ctx context.Context, id, userID string) 
 }
 
 // revokePATs revokes the unrevoked, unexpired tokens matching where (a
-// condition on personal_access_tokens with the parameter $1), records each
+// condition on personal_access_tokens with the parameters args), records each
 // in revoked_grants until it expires and notifies RevocationChannel. where
 // is a constant of the caller, never input.
-func (db *DB) revokePATs(ctx context.Context, op, where string, arg any) (int, error) {
+func (db *DB) revokePATs(ctx context.Context, op, where string, args ...any) (int, error) {
 	var n int
 	err := db.q(ctx).QueryRow(ctx, `
 		WITH r AS (
@@ -197,7 +211,7 @@ func (db *DB) revokePATs(ctx context.Context, op, where string, arg any) (int, e
 			ON CONFLICT (grant_id) DO UPDATE SET expires_at = greatest(revoked_grants.expires_at, EXCLUDED.expires_at)
 			RETURNING grant_id
 		)
-		SELECT count(pg_notify('`+RevocationChannel+`', grant_id::text)) FROM rec`, arg).Scan(&n)
+		SELECT count(pg_notify('`+RevocationChannel+`', grant_id::text)) FROM rec`, args...).Scan(&n)
 	if err != nil {
 		return 0, dbErr(op, err)
 	}

@@ -1,12 +1,16 @@
 package storage_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mcpauth/mcpauth/storage"
 	"github.com/mcpauth/mcpauth/storage/storagetest"
@@ -173,5 +177,35 @@ func TestPersonalAccessTokenCleanup(t *testing.T) {
 		if p.Name == "old" {
 			t.Error("the long-expired token was kept")
 		}
+	}
+}
+
+// TestPersonalAccessTokensListUsesIndex: listing one user's tokens can use
+// the index on (user_id, created_at) (it compared user_id::text before).
+func TestPersonalAccessTokensListUsesIndex(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := t.Context()
+	u := userCreate(t, db, "ida", false)
+	patCreate(t, db, u, "a", "mcpat_ida", time.Hour)
+	conn, err := db.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(context.Background(), `RESET enable_seqscan`)
+	rows, err := conn.Query(ctx, `EXPLAIN `+storage.ListUserPATsSQL, storage.MaxPersonalAccessTokens, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	if !regexp.MustCompile(`Index Cond: \((p\.)?user_id = `).MatchString(plan) {
+		t.Errorf("the plan does not look the user up in an index:\n%s", plan)
 	}
 }

@@ -131,6 +131,35 @@ func (db *DB) RevokeGrant(ctx context.Context, grantID string) error {
 	})
 }
 
+// GrantParties returns the client of the grant grantID and, for a user's
+// grant, the user's id and name (both "" for a client's own grant, or a
+// user since deleted): what the audit log records of a revoked grant. Call
+// it before revoking (revoking deletes the access tokens). ErrNotFound
+// when no token of the grant is stored.
+func (db *DB) GrantParties(ctx context.Context, grantID string) (clientID, userID, username string, err error) {
+	op := fmt.Sprintf("get the parties of grant %q", grantID)
+	if _, err := uuid.Parse(grantID); err != nil {
+		return "", "", "", dbErr(op, pgx.ErrNoRows)
+	}
+	var uid, name *string
+	err = db.q(ctx).QueryRow(ctx, `
+		WITH g AS (
+			SELECT client_id, subject FROM oauth_refresh_tokens WHERE request_id = $1
+			UNION ALL SELECT client_id, subject FROM oauth_access_tokens WHERE request_id = $1
+			UNION ALL SELECT client_id, subject FROM oauth_codes WHERE request_id = $1
+			LIMIT 1
+		)
+		SELECT g.client_id, u.id::text, u.username FROM g
+		LEFT JOIN users u ON u.id = CASE WHEN g.subject ~ '^[0-9a-fA-F-]{36}$' THEN g.subject::uuid END`, grantID).Scan(&clientID, &uid, &name)
+	if err != nil {
+		return "", "", "", dbErr(op, err)
+	}
+	if uid != nil && name != nil {
+		userID, username = *uid, *name
+	}
+	return clientID, userID, username, nil
+}
+
 // liveGrantsSQL selects the ids of the grants with a live token (an active,
 // unexpired code or refresh token, or an unexpired access token) whose
 // column %[1]s is $1.

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/url"
@@ -528,5 +529,88 @@ func TestDeletingAClientRevokesItsGrants(t *testing.T) {
 	}
 	if _, ok := revoked[g.req.ID]; !ok {
 		t.Errorf("the deleted client's grant is not in the revoked set: %v", revoked)
+	}
+}
+
+// TestDemotingAnAdminRevokesTheirAdminTokens: removing the admin role
+// revokes the user's grants and personal access tokens that hold an
+// admin-only scope, and nothing else.
+func TestDemotingAnAdminRevokesTheirAdminTokens(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := t.Context()
+	client := mustCreateClient(t, db, "demote-client")
+	u := userCreate(t, db, "dora", true)
+	adminGrant := func() revokeGrantFixture {
+		req := newRequest(client, u.ID)
+		req.GrantedScope = fosite.Arguments{"mcp", "admin"}
+		req.Session.(*fosite.DefaultSession).ExpiresAt[fosite.AccessToken] = reqNow.Add(time.Hour)
+		g := revokeGrantFixture{req: req, code: "code-" + req.ID, access: "at-" + req.ID, refr: "rt-" + req.ID}
+		if err := db.CreateAuthorizeCodeSession(ctx, g.code, req); err != nil {
+			t.Fatal(err)
+		}
+		req.Form = url.Values{}
+		if err := db.CreateAccessTokenSession(ctx, g.access, req); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.CreateRefreshTokenSession(ctx, g.refr, g.access, req); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}()
+	plainGrant := revokeNewGrant(t, db, client, u.ID, time.Hour)
+	plainPAT := patCreate(t, db, u, "plain", "mcpat_plain", time.Hour)
+	adminPAT := &storage.PersonalAccessToken{UserID: u.ID, Name: "adm", Scopes: []string{"mcp", "admin"},
+		Audience: "https://as.example/mcp", ExpiresAt: time.Now().Add(time.Hour).UTC(), CreatedBy: "dora"}
+	h := sha256.Sum256([]byte("mcpat_adm"))
+	if err := db.CreatePersonalAccessToken(ctx, adminPAT, h[:]); err != nil {
+		t.Fatal(err)
+	}
+	l := revokeListen(t, db)
+
+	if err := db.SetUserAdmin(ctx, u.ID, false, []string{"admin"}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{revokeNext(t, l): true, revokeNext(t, l): true}
+	if !got[adminGrant.req.ID] || !got[adminPAT.ID] {
+		t.Errorf("notified %v, want the admin grant %s and the admin token %s", got, adminGrant.req.ID, adminPAT.ID)
+	}
+	revokeNone(t, l, 200*time.Millisecond)
+	if code, refresh, access := revokeState(t, db, adminGrant); code || refresh || access {
+		t.Errorf("admin grant: code %v refresh %v access %v still live", code, refresh, access)
+	}
+	if _, refresh, access := revokeState(t, db, plainGrant); !refresh || !access {
+		t.Error("the grant without an admin-only scope was revoked")
+	}
+	if p, _ := db.PersonalAccessToken(ctx, adminPAT.ID); p == nil || p.RevokedAt == nil {
+		t.Errorf("admin token not revoked: %+v", p)
+	}
+	if p, _ := db.PersonalAccessToken(ctx, plainPAT.ID); p == nil || p.RevokedAt != nil {
+		t.Errorf("plain token revoked: %+v", p)
+	}
+	// Promoting revokes nothing.
+	if err := db.SetUserAdmin(ctx, u.ID, true, []string{"admin"}); err != nil {
+		t.Fatal(err)
+	}
+	revokeNone(t, l, 200*time.Millisecond)
+}
+
+// TestGrantParties: the client and user of a grant, for the audit log.
+func TestGrantParties(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := t.Context()
+	client := mustCreateClient(t, db, "parties-client")
+	u := userCreate(t, db, "pat", false)
+	g := revokeNewGrant(t, db, client, u.ID, time.Hour)
+	own := revokeNewGrant(t, db, client, client.GetID(), time.Hour)
+	if c, id, name, err := db.GrantParties(ctx, g.req.ID); err != nil || c != client.GetID() || id != u.ID || name != "pat" {
+		t.Errorf("user grant: %q %q %q %v", c, id, name, err)
+	}
+	if c, id, name, err := db.GrantParties(ctx, own.req.ID); err != nil || c != client.GetID() || id != "" || name != "" {
+		t.Errorf("client's own grant: %q %q %q %v", c, id, name, err)
+	}
+	for _, id := range []string{uuid.NewString(), "nope"} {
+		if _, _, _, err := db.GrantParties(ctx, id); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("GrantParties(%q): %v, want ErrNotFound", id, err)
+		}
 	}
 }

@@ -199,11 +199,40 @@ func (db *DB) RehashUserPassword(ctx context.Context, id, oldHash, newHash strin
 	return tag.RowsAffected() == 1, nil
 }
 
-// SetUserAdmin grants or removes the admin role. A missing user gives
+// SetUserAdmin grants or removes the admin role. Removing it also revokes,
+// in the same transaction and published to every replica, each grant of the
+// user and each personal access token of theirs that holds one of
+// adminOnlyScopes (the scopes only administrators may hold): a token must
+// not outlive the role that let it be issued. A missing user gives
 // ErrNotFound.
-func (db *DB) SetUserAdmin(ctx context.Context, id string, admin bool) error {
-	return db.updateUser(ctx, fmt.Sprintf("set user %q admin", id), id,
-		`UPDATE users SET is_admin = $2, updated_at = now() WHERE id = $1`, admin)
+func (db *DB) SetUserAdmin(ctx context.Context, id string, admin bool, adminOnlyScopes []string) error {
+	op := fmt.Sprintf("set user %q admin", id)
+	return db.InTx(ctx, func(ctx context.Context) error {
+		if err := db.updateUser(ctx, op, id,
+			`UPDATE users SET is_admin = $2, updated_at = now() WHERE id = $1`, admin); err != nil {
+			return err
+		}
+		if admin || len(adminOnlyScopes) == 0 {
+			return nil
+		}
+		rows, err := db.q(ctx).Query(ctx, `
+			SELECT request_id::text FROM oauth_refresh_tokens WHERE subject = $1 AND granted_scopes && $2 AND active AND expires_at > now()
+			UNION SELECT request_id::text FROM oauth_access_tokens WHERE subject = $1 AND granted_scopes && $2 AND expires_at > now()
+			UNION SELECT request_id::text FROM oauth_codes WHERE subject = $1 AND granted_scopes && $2 AND active AND expires_at > now()`,
+			id, adminOnlyScopes)
+		if err != nil {
+			return dbErr(op, err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return dbErr(op, err)
+		}
+		if _, err := db.revokeGrants(ctx, op, ids); err != nil {
+			return err
+		}
+		_, err = db.revokePATs(ctx, op, "user_id = $1 AND scopes && $2", id, adminOnlyScopes)
+		return err
+	})
 }
 
 // updateUser runs an UPDATE of one user by id ($1) with one more argument

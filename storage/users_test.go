@@ -115,13 +115,13 @@ func TestUserUpdates(t *testing.T) {
 	}
 
 	// Admin role.
-	if err := db.SetUserAdmin(ctx, u.ID, true); err != nil {
+	if err := db.SetUserAdmin(ctx, u.ID, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !load().IsAdmin {
 		t.Error("SetUserAdmin(true) did not stick")
 	}
-	if err := db.SetUserAdmin(ctx, u.ID, false); err != nil {
+	if err := db.SetUserAdmin(ctx, u.ID, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if load().IsAdmin {
@@ -195,7 +195,7 @@ func TestUserUpdates(t *testing.T) {
 	// Missing users.
 	for _, id := range []string{"00000000-0000-0000-0000-000000000000", "nope"} {
 		for name, err := range map[string]error{
-			"SetUserAdmin":    db.SetUserAdmin(ctx, id, true),
+			"SetUserAdmin":    db.SetUserAdmin(ctx, id, true, nil),
 			"SetUserDisabled": db.SetUserDisabled(ctx, id, true),
 			"SetUserPassword": db.SetUserPassword(ctx, id, "x"),
 		} {

@@ -16,7 +16,7 @@ import (
 // they did, with actor "cli" and never a password.
 func TestAuditCLIUserAndKeyCommands(t *testing.T) {
 	url := storagetest.URL(t)
-	srv := &server{env: map[string]string{"MCPAUTH_DATABASE_URL": url, "MCPAUTH_SECRET": goodSecret}}
+	srv := &server{env: map[string]string{"MCPAUTH_DATABASE_URL": url, "MCPAUTH_SECRET": goodSecret, "MCPAUTH_ISSUER": "https://as.example"}}
 	db := cliDB(t, srv)
 	password := srv.addUser(t, "carol")
 	cliAudited(t, db, storage.EventUserCreated)
@@ -30,9 +30,24 @@ func TestAuditCLIUserAndKeyCommands(t *testing.T) {
 	if ev := cliAudited(t, db, storage.EventUserAdminChanged); ev.Subject != "carol" || ev.Details["admin"] != true {
 		t.Errorf("user.admin_changed = %+v", ev)
 	}
-	cliMust(t, srv, "user", "admin", "carol", "off")
-	if u, _ := db.UserByName(t.Context(), "carol"); u.IsAdmin {
+	// Demoting revokes the tokens holding an admin-only scope, not the others.
+	cliMust(t, srv, "token", "create", "--user", "carol", "--name", "ops", "--scope", "mcp admin", "--expires", "2h")
+	cliMust(t, srv, "token", "create", "--user", "carol", "--name", "plain", "--scope", "mcp", "--expires", "2h")
+	if out := cliMust(t, srv, "user", "admin", "carol", "off"); !strings.Contains(out, "holding an admin-only scope (admin) are revoked") {
+		t.Errorf("user admin off printed %q", out)
+	}
+	u, _ := db.UserByName(t.Context(), "carol")
+	if u.IsAdmin {
 		t.Error("carol is still an administrator")
+	}
+	pats, err := db.ListPersonalAccessTokens(t.Context(), u.ID)
+	if err != nil || len(pats) != 2 {
+		t.Fatalf("carol's tokens: %+v, %v", pats, err)
+	}
+	for _, p := range pats {
+		if revoked := p.RevokedAt != nil; revoked != (p.Name == "ops") {
+			t.Errorf("token %s revoked = %v after the demotion", p.Name, revoked)
+		}
 	}
 	for _, args := range [][]string{{"user", "admin", "carol"}, {"user", "admin", "carol", "maybe"}, {"user", "admin", "nobody", "on"}} {
 		if _, _, err := cliRun(t, srv, args...); err == nil {

@@ -241,13 +241,18 @@ func sourceName(s string) string {
 	return s
 }
 
-// oneLine keeps a client-chosen name from breaking the table.
+// oneLine keeps a client-chosen name from breaking the table or the
+// terminal: C0 and C1 controls and bidi overrides become spaces.
 func oneLine(s string) string {
 	if s == "" {
 		return "-"
 	}
 	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
+		switch {
+		case r < ' ' || r == 0x7f, // C0 controls and DEL
+			r >= 0x80 && r <= 0x9f,     // C1 controls (CSI U+009B starts a terminal escape)
+			r >= 0x202a && r <= 0x202e, // bidi embeddings and overrides
+			r >= 0x2066 && r <= 0x2069: // bidi isolates
 			return ' '
 		}
 		return r

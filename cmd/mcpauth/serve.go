@@ -202,7 +202,9 @@ func (e *environment) start(ctx context.Context, cfg Config, ln net.Listener, lo
 	if err != nil {
 		return err
 	}
-	resource.AddAdminTools(rs, db)
+	// The admin tools' audit events go through the authorization server's
+	// batching writer, with the request's client IP.
+	resource.AddAdminTools(rs, db, func(ctx context.Context, ev storage.AuditEvent) { az.RecordAudit(ctx, ev) })
 	upMetrics := newUpstreamMetrics()
 	upstreams, err = upstream.New(rs, cfg.Tools.Upstreams, log, upMetrics)
 	if err != nil {

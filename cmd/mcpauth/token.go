@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,7 +20,7 @@ import (
 	"github.com/mcpauth/mcpauth/storage"
 )
 
-const tokenSynopsis = `token revoke (--token TOKEN | --grant ID | --client ID | --user NAME)
+const tokenSynopsis = `token revoke (--token TOKEN|- | --grant ID | --client ID | --user NAME)
        mcpauth token create --user NAME --name NAME --scope "S1 S2" --expires DURATION
        mcpauth token list [--user NAME]`
 
@@ -34,7 +37,7 @@ func (e *environment) token(ctx context.Context, args []string) error {
 	var tok, grant, client, user, name, scope, expires *string
 	switch sub {
 	case "revoke":
-		tok = fs.String("token", "", "revoke the grant of this token: an access token, a refresh token or a personal access token")
+		tok = fs.String("token", "", "revoke the grant of this token: an access token, a refresh token or a personal access token; - reads it from the first line of standard input (keeps it out of the process list)")
 		grant = fs.String("grant", "", "revoke this grant (a grant id, as client show lists them)")
 		client = fs.String("client", "", "revoke every grant of this client_id, for every user")
 		user = fs.String("user", "", "revoke everything of this user name: grants, personal access tokens, consents")
@@ -66,6 +69,13 @@ func (e *environment) token(ctx context.Context, args []string) error {
 		}
 		if given != 1 {
 			return errors.New("token revoke: pass exactly one of --token, --grant, --client or --user")
+		}
+		if *tok == "-" {
+			t, err := readTokenLine(os.Stdin)
+			if err != nil {
+				return fmt.Errorf("token revoke: --token - (standard input): %w", err)
+			}
+			*tok = t
 		}
 	case "create":
 		if *user == "" || *name == "" || *scope == "" || *expires == "" {
@@ -202,17 +212,18 @@ func (e *environment) revokeToken(ctx context.Context, cfg Config, db *storage.D
 }
 
 func (e *environment) revokeGrant(ctx context.Context, db *storage.DB, id, via string) error {
+	ev := db.GrantRevokedEvent(ctx, id)
 	err := db.RevokeGrant(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("token revoke: no grant with id %q (see mcpauth client show ID)", id)
 	} else if err != nil {
 		return fmt.Errorf("token revoke: %w", err)
 	}
-	d := map[string]any{"grant_id": id}
+	ev.Details["revoked"] = 1
 	if via != "" {
-		d["via"] = via
+		ev.Details["via"] = via
 	}
-	e.audit(ctx, db, storage.AuditEvent{Event: storage.EventGrantRevoked, Subject: id, Details: d})
+	e.audit(ctx, db, ev)
 	fmt.Fprintf(e.stdout, "revoked grant %s: its tokens stop working within a second, and its user will be asked to consent again\n", id)
 	return nil
 }
@@ -249,6 +260,11 @@ func parseLifetime(s string) (time.Duration, error) {
 		n, err := strconv.Atoi(d)
 		if err != nil || n <= 0 {
 			return 0, fmt.Errorf("%q is not a number of days", s)
+		}
+		// Bounded before multiplying: a huge count would overflow into a
+		// short or negative duration.
+		if maxDays := int(authz.MaxPATTTL / (24 * time.Hour)); n > maxDays {
+			return 0, fmt.Errorf("%q is more than %d days", s, maxDays)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
@@ -287,4 +303,30 @@ func cliServer(ctx context.Context, cfg Config, db *storage.DB, log *slog.Logger
 		return nil, nil, err
 	}
 	return az, ks, nil
+}
+
+// maxTokenLine bounds what readTokenLine reads: far above any token of
+// this server (a personal access token is 59 bytes, an access token a few
+// hundred).
+const maxTokenLine = 16 << 10
+
+// readTokenLine reads a token from the first line of r (without its line
+// ending and surrounding spaces), at most maxTokenLine bytes.
+func readTokenLine(r io.Reader) (string, error) {
+	br := bufio.NewReaderSize(r, maxTokenLine+2)
+	line, err := br.ReadSlice('\n')
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull):
+		return "", fmt.Errorf("longer than %d bytes", maxTokenLine)
+	case err != nil && !errors.Is(err, io.EOF):
+		return "", err
+	}
+	tok := strings.TrimSpace(string(line))
+	if len(tok) > maxTokenLine {
+		return "", fmt.Errorf("longer than %d bytes", maxTokenLine)
+	}
+	if tok == "" {
+		return "", errors.New("empty (pipe it in: printf '%s\\n' \"$TOKEN\" | mcpauth token revoke --token -)")
+	}
+	return tok, nil
 }

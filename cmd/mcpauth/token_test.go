@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -94,6 +95,27 @@ func TestPersonalAccessTokensEndToEnd(t *testing.T) {
 	if status, _, body := tokenCLICall(t, srv, adminPAT, "admin_list_grants"); status != http.StatusOK || strings.Contains(body, `"isError":true`) {
 		t.Errorf("admin tool with an admin's admin token: %d %s", status, body)
 	}
+	// admin_revoke's audit event goes through the batching writer, with the
+	// caller's IP.
+	srv.addUser(t, "dave")
+	if status, body := tokenAdminRevoke(t, srv, adminPAT, `{"user":"dave"}`); status != http.StatusOK || strings.Contains(body, `"isError":true`) {
+		t.Errorf("admin_revoke: %d %s", status, body)
+	}
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		evs, err := db.ListAuditEvents(t.Context(), storage.AuditFilter{Event: storage.EventGrantRevoked})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 1 {
+			if ev := evs[0]; ev.Actor != "ops" || ev.Subject != "dave" || ev.ClientIP != "127.0.0.1" || ev.Details["via"] != "admin_revoke tool" {
+				t.Errorf("admin_revoke's audit event = %+v; want actor ops, subject dave, client IP 127.0.0.1", ev)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin_revoke's audit event not written within 2 s: %+v", evs)
+		}
+	}
 
 	// Listed with last use; never the token.
 	// The last use is written in the background: poll for it.
@@ -118,8 +140,9 @@ func TestPersonalAccessTokensEndToEnd(t *testing.T) {
 	}
 	cliAudited(t, db, storage.EventPATCreated)
 
-	// Revoked by the token itself: refused within a second.
-	cliMust(t, srv, "token", "revoke", "--token", pat)
+	// Revoked by the token itself, read from standard input (--token -,
+	// so that it is not in the process list): refused within a second.
+	tokenCLIStdin(t, pat+"\n", func() { cliMust(t, srv, "token", "revoke", "--token", "-") })
 	tokenCLIRefused(t, srv, pat)
 	cliAudited(t, db, storage.EventPATRevoked)
 	// The other token still works.
@@ -180,6 +203,10 @@ func TestTokenRevokeCommands(t *testing.T) {
 	if strings.Contains(string(raw), tok.AccessToken) || ev.Details["via"] != "access_token" {
 		t.Errorf("audit event = %s", raw)
 	}
+	// One convention for a revoked grant: the user's name, the client, the grant id.
+	if ev.Subject != srv.user || ev.ClientID != conf.ClientID || ev.Details["grant_id"] == nil {
+		t.Errorf("grant.revoked = %+v; want subject %s, client %s, details.grant_id", ev, srv.user, conf.ClientID)
+	}
 	// Consent is asked again after a revocation.
 	p := b.follow(b.get(conf.AuthCodeURL("state-123456789", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))))
 	if !strings.Contains(p.body, `name="decision"`) {
@@ -228,4 +255,73 @@ func TestTokenRevokeCommands(t *testing.T) {
 			t.Errorf("mcpauth %s succeeded: %q", strings.Join(args, " "), out)
 		}
 	}
+}
+
+// tokenCLIStdin runs f with stdin as standard input.
+func tokenCLIStdin(t *testing.T, stdin string, f func()) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		w.WriteString(stdin)
+		w.Close()
+	}()
+	old := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = old; r.Close() }()
+	f()
+}
+
+func TestTokenReadTokenLine(t *testing.T) {
+	for in, want := range map[string]string{"mcpat_x\n": "mcpat_x", " a.b.c \r\nrest": "a.b.c", "tok": "tok"} {
+		if got, err := readTokenLine(strings.NewReader(in)); err != nil || got != want {
+			t.Errorf("readTokenLine(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "\n", "  \n", strings.Repeat("x", maxTokenLine+1)} {
+		if got, err := readTokenLine(strings.NewReader(in)); err == nil {
+			t.Errorf("readTokenLine(%d bytes) = %d bytes, want an error", len(in), len(got))
+		}
+	}
+}
+
+func TestTokenParseLifetimeBounded(t *testing.T) {
+	for _, s := range []string{"0d", "-1d", "x d", "367d", "106752d", "9223372036854775807d"} {
+		if d, err := parseLifetime(s); err == nil {
+			t.Errorf("parseLifetime(%q) = %v, want an error", s, d)
+		}
+	}
+	for s, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "366d": 366 * 24 * time.Hour, "2h": 2 * time.Hour} {
+		if d, err := parseLifetime(s); err != nil || d != want {
+			t.Errorf("parseLifetime(%q) = %v, %v; want %v", s, d, err, want)
+		}
+	}
+}
+
+func TestTokenOneLineStripsControls(t *testing.T) {
+	in := "a\nb\x1b[31m\u009b31m\u0085c\u202edcba\u2066x\u2069\u200bz"
+	want := "a b [31m 31m c dcba x \u200bz"
+	if got := oneLine(in); got != want {
+		t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
+	}
+}
+
+// tokenAdminRevoke calls the admin_revoke tool with args (JSON) at srv.
+func tokenAdminRevoke(t *testing.T, srv *server, token, args string) (int, string) {
+	t.Helper()
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_revoke","arguments":` + args + `}}`
+	req, _ := http.NewRequest(http.MethodPost, srv.base+"/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/mcpauth/mcpauth/authz"
@@ -156,7 +157,14 @@ func (e *environment) user(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := db.SetUserAdmin(ctx, u.ID, on); err != nil {
+		// The admin-only scopes of the same configuration serve reads.
+		var adminOnly []string
+		for _, sc := range supportedScopes(cfg.Tools, nil) {
+			if sc.AdminOnly {
+				adminOnly = append(adminOnly, sc.Name)
+			}
+		}
+		if err := db.SetUserAdmin(ctx, u.ID, on, adminOnly); err != nil {
 			return fmt.Errorf("user admin: %w", err)
 		}
 		e.audit(ctx, db, storage.AuditEvent{Event: storage.EventUserAdminChanged, Subject: u.Username,
@@ -164,7 +172,8 @@ func (e *environment) user(ctx context.Context, args []string) error {
 		if on {
 			fmt.Fprintf(e.stdout, "%s is now an administrator\n", u.Username)
 		} else {
-			fmt.Fprintf(e.stdout, "%s is no longer an administrator (their tokens lose the admin tools at once)\n", u.Username)
+			fmt.Fprintf(e.stdout, "%s is no longer an administrator: their grants and personal access tokens holding an admin-only scope (%s) are revoked\n",
+				u.Username, strings.Join(adminOnly, ", "))
 		}
 	}
 	if generated {
